@@ -1,0 +1,14 @@
+//! # gateway-node: one gateway node
+//!
+//! Layout (the life of a request follows this order):
+//! - `proxy`: listeners, HTTP/1.1 + h2c connection handling, the request
+//!   pipeline (route -> plugins -> balancer -> upstream -> response), header
+//!   rewriting and Kong-style error responses.
+//! - `snapshot`: the immutable compiled config (config + router + balancers
+//!   + plugin chains) and the atomic pointer the data plane reads.
+//! - `upstream`: balancers, active/passive health checks, DNS.
+//! - `plugins`: the phase-based plugin trait and the built-in plugins.
+//! - `admin`: the admin API (Kong's shapes).
+//! - `demo`: the built-in foo/bar services behind `gateway demo`.
+
+pub mod upstream;
