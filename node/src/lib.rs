@@ -10,5 +10,12 @@
 //! - `plugins`: the phase-based plugin trait and the built-in plugins.
 //! - `admin`: the admin API (Kong's shapes).
 //! - `demo`: the built-in foo/bar services behind `gateway demo`.
+//! - `app`: assembles a node (listeners, proxy, admin) and shuts it down.
 
+pub mod admin;
+pub mod app;
+pub mod demo;
+pub mod plugins;
+pub mod proxy;
+pub mod snapshot;
 pub mod upstream;

@@ -1,0 +1,257 @@
+//! Read-only entity endpoints, rendered in Kong's Admin API shapes
+//! (`{"data": [...], "next": null}` for collections).
+//!
+//! Entities declared without an `id` get a stable derived one (a UUID-shaped
+//! hash of the entity kind and its name, or its position when unnamed), so
+//! the same config always shows the same ids on every node.
+
+use crate::snapshot::CompiledConfig;
+use gateway_config::{Config, Meta};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const COLLECTIONS: &[&str] = &["services", "routes", "upstreams", "consumers", "plugins", "targets"];
+
+pub fn is_collection(s: &str) -> bool {
+    COLLECTIONS.contains(&s)
+}
+
+/// Derived, stable id of an entity without one.
+pub fn entity_id(kind: &str, meta: &Meta, name: Option<&str>, index: usize) -> String {
+    if let Some(id) = &meta.id {
+        return id.clone();
+    }
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    h.update(b":");
+    match name {
+        Some(n) => h.update(n.as_bytes()),
+        None => h.update(format!("#{index}").as_bytes()),
+    }
+    let d = h.finalize();
+    let x: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+}
+
+fn service_id(c: &Config, i: usize) -> String {
+    let s = &c.services[i];
+    entity_id("service", &s.meta, s.name.as_deref(), i)
+}
+fn route_id(c: &Config, i: usize) -> String {
+    let r = &c.routes[i];
+    entity_id("route", &r.meta, r.name.as_deref(), i)
+}
+fn upstream_id(c: &Config, i: usize) -> String {
+    let u = &c.upstreams[i];
+    entity_id("upstream", &u.meta, Some(&u.name), i)
+}
+fn consumer_id(c: &Config, i: usize) -> String {
+    let u = &c.consumers[i];
+    entity_id("consumer", &u.meta, u.username.as_deref().or(u.custom_id.as_deref()), i)
+}
+fn plugin_id(c: &Config, i: usize) -> String {
+    entity_id("plugin", &c.plugins[i].meta, None, i)
+}
+fn fk(id: Option<String>) -> Value {
+    id.map_or(Value::Null, |id| json!({ "id": id }))
+}
+
+fn service(c: &Config, i: usize) -> Value {
+    let s = &c.services[i];
+    json!({
+        "id": service_id(c, i),
+        "name": s.name,
+        "protocol": s.protocol.as_str(),
+        "host": s.host,
+        "port": s.port,
+        "path": s.path,
+        "retries": s.retries,
+        "connect_timeout": s.connect_timeout_ms,
+        "write_timeout": s.write_timeout_ms,
+        "read_timeout": s.read_timeout_ms,
+        "enabled": s.enabled,
+        "tls_verify": s.tls_verify,
+        "tags": s.meta.tags,
+    })
+}
+
+fn route(c: &Config, i: usize) -> Value {
+    let r = &c.routes[i];
+    json!({
+        "id": route_id(c, i),
+        "name": r.name,
+        "protocols": r.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "methods": r.methods,
+        "hosts": r.hosts,
+        "paths": r.paths,
+        "headers": r.headers,
+        "snis": r.snis,
+        "strip_path": r.strip_path,
+        "preserve_host": r.preserve_host,
+        "regex_priority": r.regex_priority,
+        "path_handling": r.path_handling,
+        "https_redirect_status_code": r.https_redirect_status_code,
+        "request_buffering": r.request_buffering,
+        "response_buffering": r.response_buffering,
+        "service": fk(r.service.map(|s| service_id(c, s))),
+        "tags": r.meta.tags,
+    })
+}
+
+fn upstream(c: &Config, i: usize, declarative: &Value) -> Value {
+    let u = &c.upstreams[i];
+    let healthchecks = declarative["upstreams"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["name"] == u.name.as_str()))
+        .map_or(Value::Null, |e| e["healthchecks"].clone());
+    json!({
+        "id": upstream_id(c, i),
+        "name": u.name,
+        "algorithm": u.algorithm,
+        "hash_on": u.hash_on,
+        "hash_fallback": u.hash_fallback,
+        "hash_on_header": u.hash_on_header,
+        "hash_fallback_header": u.hash_fallback_header,
+        "hash_on_cookie": u.hash_on_cookie,
+        "hash_on_cookie_path": u.hash_on_cookie_path,
+        "slots": u.slots,
+        "host_header": u.host_header,
+        "healthchecks": healthchecks,
+        "tags": u.meta.tags,
+    })
+}
+
+fn targets(c: &Config, i: usize) -> Vec<Value> {
+    let u = &c.upstreams[i];
+    let uid = upstream_id(c, i);
+    u.targets
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            let target = if t.host.contains(':') {
+                format!("[{}]:{}", t.host, t.port)
+            } else {
+                format!("{}:{}", t.host, t.port)
+            };
+            json!({
+                "id": entity_id("target", &t.meta, Some(&format!("{}/{target}", u.name)), ti),
+                "target": target,
+                "weight": t.weight,
+                "upstream": { "id": uid },
+                "tags": t.meta.tags,
+            })
+        })
+        .collect()
+}
+
+fn consumer(c: &Config, i: usize) -> Value {
+    let u = &c.consumers[i];
+    json!({
+        "id": consumer_id(c, i),
+        "username": u.username,
+        "custom_id": u.custom_id,
+        "tags": u.meta.tags,
+    })
+}
+
+fn plugin(c: &Config, i: usize) -> Value {
+    let p = &c.plugins[i];
+    json!({
+        "id": plugin_id(c, i),
+        "name": p.name,
+        "instance_name": p.instance_name,
+        "config": p.config,
+        "enabled": p.enabled,
+        "protocols": p.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "service": fk(p.service.map(|s| service_id(c, s))),
+        "route": fk(p.route.map(|r| route_id(c, r))),
+        "consumer": fk(p.consumer.map(|r| consumer_id(c, r))),
+        "tags": p.meta.tags,
+    })
+}
+
+fn page(data: Vec<Value>) -> Value {
+    json!({ "data": data, "next": null })
+}
+
+/// Find an entity index by id or name.
+fn find(n: usize, key: &str, id: impl Fn(usize) -> String, name: impl Fn(usize) -> Option<String>) -> Option<usize> {
+    (0..n).find(|&i| id(i) == key || name(i).as_deref() == Some(key))
+}
+
+/// Answer `GET /{kind}/{rest...}`; `None` = 404.
+pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
+    let c = &snap.config;
+    match (kind, rest) {
+        ("services", []) => Some(page((0..c.services.len()).map(|i| service(c, i)).collect())),
+        ("services", [key, tail @ ..]) => {
+            let i = find(c.services.len(), key, |i| service_id(c, i), |i| c.services[i].name.clone())?;
+            match tail {
+                [] => Some(service(c, i)),
+                ["routes"] => Some(page(
+                    (0..c.routes.len()).filter(|&r| c.routes[r].service == Some(i)).map(|r| route(c, r)).collect(),
+                )),
+                ["plugins"] => Some(page(
+                    (0..c.plugins.len()).filter(|&p| c.plugins[p].service == Some(i)).map(|p| plugin(c, p)).collect(),
+                )),
+                _ => None,
+            }
+        }
+        ("routes", []) => Some(page((0..c.routes.len()).map(|i| route(c, i)).collect())),
+        ("routes", [key, tail @ ..]) => {
+            let i = find(c.routes.len(), key, |i| route_id(c, i), |i| c.routes[i].name.clone())?;
+            match tail {
+                [] => Some(route(c, i)),
+                ["plugins"] => Some(page(
+                    (0..c.plugins.len()).filter(|&p| c.plugins[p].route == Some(i)).map(|p| plugin(c, p)).collect(),
+                )),
+                ["service"] => c.routes[i].service.map(|s| service(c, s)),
+                _ => None,
+            }
+        }
+        ("upstreams", []) => {
+            let decl = c.to_declarative();
+            Some(page((0..c.upstreams.len()).map(|i| upstream(c, i, &decl)).collect()))
+        }
+        ("upstreams", [key, tail @ ..]) => {
+            let i = find(c.upstreams.len(), key, |i| upstream_id(c, i), |i| Some(c.upstreams[i].name.clone()))?;
+            match tail {
+                [] => Some(upstream(c, i, &c.to_declarative())),
+                ["targets"] => Some(page(targets(c, i))),
+                ["health"] => snap.balancers.upstream(&c.upstreams[i].name).map(|b| b.health_report()),
+                _ => None,
+            }
+        }
+        ("targets", []) => Some(page((0..c.upstreams.len()).flat_map(|i| targets(c, i)).collect())),
+        ("consumers", []) => Some(page((0..c.consumers.len()).map(|i| consumer(c, i)).collect())),
+        ("consumers", [key]) => {
+            let i = find(c.consumers.len(), key, |i| consumer_id(c, i), |i| {
+                c.consumers[i].username.clone().or_else(|| c.consumers[i].custom_id.clone())
+            })?;
+            Some(consumer(c, i))
+        }
+        ("plugins", []) => Some(page((0..c.plugins.len()).map(|i| plugin(c, i)).collect())),
+        ("plugins", [key]) => {
+            let i = find(c.plugins.len(), key, |i| plugin_id(c, i), |i| c.plugins[i].instance_name.clone())?;
+            Some(plugin(c, i))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_and_uuid_shaped() {
+        let m = Meta::default();
+        let a = entity_id("service", &m, Some("foo"), 0);
+        assert_eq!(a, entity_id("service", &m, Some("foo"), 7), "name wins over position");
+        assert_ne!(a, entity_id("route", &m, Some("foo"), 0));
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+        let given = Meta { id: Some("abc".into()), tags: vec![] };
+        assert_eq!(entity_id("service", &given, Some("foo"), 0), "abc");
+    }
+}

@@ -1,0 +1,307 @@
+//! The admin API (default `127.0.0.1:8001`), in Kong's shapes where Kong has
+//! them. Read-only entity listings, status, readiness, and DB-less
+//! `GET/POST /config`.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/` | version, node id, hostname, plugins available |
+//! | GET | `/status` | connection counters, `configuration_hash`, memory |
+//! | GET | `/status/ready` | 200 once a non-empty config is active, else 503 |
+//! | GET | `/services[/{id or name}[/routes or /plugins]]` | entities |
+//! | GET | `/routes[/{id or name}[/plugins]]` | entities |
+//! | GET | `/upstreams[/{id or name}[/targets or /health]]` | entities, health |
+//! | GET | `/consumers[/{id or username}]`, `/plugins[/{id}]` | entities |
+//! | GET | `/config` | `{"config": "<the active declarative config>"}` |
+//! | POST | `/config` | 201 applied; 400 with all errors (old config kept); 304 with `?check_hash=1` when unchanged |
+
+mod entities;
+
+use crate::proxy::body::{full, ProxyBody};
+use crate::proxy::handler::Stats;
+use crate::snapshot::{ApplyError, Applied, LiveConfig};
+use bytes::Bytes;
+use gateway_config::SourceFile;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Who this node is, for `GET /`.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub hostname: String,
+}
+
+/// Shared state of the admin API.
+pub struct Admin {
+    pub live: Arc<LiveConfig>,
+    pub stats: Arc<Stats>,
+    pub node: NodeInfo,
+    /// Largest accepted `POST /config` body.
+    pub max_config_bytes: usize,
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl Admin {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let method = req.method().clone();
+        match (method, segments.as_slice()) {
+            (Method::GET, []) => self.root(),
+            (Method::GET, ["status"]) => self.status(),
+            (Method::GET, ["status", "ready"]) => self.ready(),
+            (Method::GET, ["config"]) => self.get_config(),
+            (Method::POST, ["config"]) => self.post_config(req).await,
+            (Method::GET, [kind, rest @ ..]) if entities::is_collection(kind) => {
+                let snap = self.live.current();
+                match entities::get(&snap, kind, rest) {
+                    Some(v) => json_response(StatusCode::OK, &v),
+                    None => message(StatusCode::NOT_FOUND, "Not found"),
+                }
+            }
+            (_, [kind, ..]) if entities::is_collection(kind) || *kind == "config" || *kind == "status" => {
+                message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            }
+            _ => message(StatusCode::NOT_FOUND, "Not found"),
+        }
+    }
+
+    fn root(&self) -> Response<ProxyBody> {
+        let plugins: Vec<&str> = self.live.plugin_registry().names().collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "version": VERSION,
+                "tagline": "Welcome to the gateway",
+                "node_id": self.node.node_id,
+                "hostname": self.node.hostname,
+                "plugins": { "available_on_server": plugins },
+                "configuration": { "database": "off", "role": "traditional" },
+            }),
+        )
+    }
+
+    fn status(&self) -> Response<ProxyBody> {
+        let snap = self.live.current();
+        let s = &self.stats;
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "configuration_hash": snap.hash,
+                "server": {
+                    "connections_accepted": s.connections_accepted.load(Ordering::Relaxed),
+                    "connections_active": s.connections_active.load(Ordering::Relaxed),
+                    "connections_handled": s.connections_handled.load(Ordering::Relaxed),
+                    "total_requests": s.total_requests.load(Ordering::Relaxed),
+                },
+                "memory": { "rss_bytes": rss_bytes() },
+                "database": { "reachable": true },
+            }),
+        )
+    }
+
+    fn ready(&self) -> Response<ProxyBody> {
+        if self.live.current().is_empty() {
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no configuration available (empty configuration present)",
+            )
+        } else {
+            message(StatusCode::OK, "ready")
+        }
+    }
+
+    fn get_config(&self) -> Response<ProxyBody> {
+        let snap = self.live.current();
+        let text = serde_json::to_string_pretty(&snap.config.to_declarative()).unwrap_or_default();
+        json_response(StatusCode::OK, &json!({ "config": text, "configuration_hash": snap.hash }))
+    }
+
+    async fn post_config(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let check_hash = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
+        let text = match read_config_body(req, self.max_config_bytes).await {
+            Ok(t) => t,
+            Err((status, msg)) => return message(status, &msg),
+        };
+        let files = [SourceFile { name: "config".into(), text }];
+        let config = match self.live.parse(&files) {
+            Ok(c) => c,
+            Err(errors) => return invalid_config(&errors),
+        };
+        if check_hash && config.hash() == self.live.current().hash {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return resp;
+        }
+        match self.live.apply(config).await {
+            Ok(Applied::Swapped { hash } | Applied::Unchanged { hash }) => {
+                let snap = self.live.current();
+                let mut body = snap.config.to_declarative();
+                if let Value::Object(m) = &mut body {
+                    m.insert("configuration_hash".into(), Value::String(hash));
+                }
+                json_response(StatusCode::CREATED, &body)
+            }
+            Err(ApplyError::Invalid(errors)) => invalid_config(&errors),
+            Err(ApplyError::Compile(msg)) => message(StatusCode::BAD_REQUEST, &msg),
+        }
+    }
+}
+
+/// Kong DB-less error shape, plus our located error list.
+fn invalid_config(errors: &gateway_config::ConfigErrors) -> Response<ProxyBody> {
+    let located: Vec<Value> = errors
+        .0
+        .iter()
+        .map(|e| {
+            json!({
+                "file": e.file, "line": e.line, "column": e.column,
+                "path": e.path, "message": e.message,
+            })
+        })
+        .collect();
+    let flattened: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "code": 14,
+            "name": "invalid declarative configuration",
+            "message": format!("declarative config is invalid: {}", flattened.join("; ")),
+            "flattened_errors": flattened,
+            "errors": located,
+        }),
+    )
+}
+
+/// The config text of a `POST /config` body: multipart or urlencoded
+/// `config` field (Kong's `curl -F config=@kong.yml`), a JSON object
+/// `{"config": ...}`, or the declarative config itself (YAML or JSON).
+async fn read_config_body(req: Request<Incoming>, limit: usize) -> Result<String, (StatusCode, String)> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("configuration exceeds {limit} bytes"));
+    if content_type.starts_with("multipart/form-data") {
+        let boundary = multer::parse_boundary(&content_type)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart body: {e}")))?;
+        let stream = Limited::new(req.into_body(), limit).into_data_stream();
+        let mut mp = multer::Multipart::new(stream, boundary);
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart body: {e}")))?
+        {
+            if field.name() == Some("config") {
+                return field
+                    .text()
+                    .await
+                    .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart field config: {e}")));
+            }
+        }
+        return Err((StatusCode::BAD_REQUEST, "multipart body has no `config` field".into()));
+    }
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                (StatusCode::BAD_REQUEST, format!("reading body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| (StatusCode::BAD_REQUEST, "configuration is not valid UTF-8".to_owned()))?;
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return form_urlencoded_config(&text)
+            .ok_or_else(|| (StatusCode::BAD_REQUEST, "form body has no `config` field".into()));
+    }
+    if content_type.starts_with("application/json") {
+        if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&text) {
+            if obj.len() == 1 {
+                match obj.get("config") {
+                    Some(Value::String(s)) => return Ok(s.clone()),
+                    Some(v @ Value::Object(_)) => return Ok(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(text)
+}
+
+fn form_urlencoded_config(body: &str) -> Option<String> {
+    body.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "config").then(|| percent_decode_form(v))
+    })
+}
+
+fn percent_decode_form(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+fn message(status: StatusCode, msg: &str) -> Response<ProxyBody> {
+    json_response(status, &json!({ "message": msg }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_urlencoded_config("a=1&config=x%3A+1%0A").as_deref(), Some("x: 1\n"));
+        assert_eq!(form_urlencoded_config("a=1"), None);
+        assert_eq!(percent_decode_form("%zz%4"), "%zz%4");
+    }
+}

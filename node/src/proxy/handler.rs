@@ -1,0 +1,704 @@
+//! The request pipeline of one proxied request.
+//!
+//! ```text
+//! framing checks -> snapshot load -> path normalize -> route
+//!   -> plugins.request_filter -> https redirect / service checks
+//!   -> build upstream request (path, Host, X-Forwarded-*, hop-by-hop)
+//!   -> plugins.upstream_request_filter
+//!   -> attempt loop: balancer.pick -> pool.checkout (connect_timeout)
+//!        -> send (write/read timeouts) -> passive health report
+//!        retry on connect failure (and on a failed send of a bodiless
+//!        idempotent request) up to `retries`, excluding tried peers
+//!   -> response head: hop-by-hop, Via, request id, latency headers
+//!   -> plugins.response_filter -> stream body back -> plugins.logging
+//! ```
+
+use crate::plugins::{Chain, Flow, RequestCtx, RequestSummary};
+use crate::proxy::body::{self, find_body_error, BodyError, BoxError, IdleTimeout, Limited, OnEnd, ProxyBody};
+use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
+use crate::proxy::forward::{self, ClientSide, TrustedProxies};
+use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, Wire};
+use crate::snapshot::{CompiledConfig, LiveConfig};
+use crate::upstream::{HashInput, Outcome};
+use bytes::Bytes;
+use gateway_config::Protocol;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Proxy-wide settings (from flags), fixed for the process lifetime.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub trusted: TrustedProxies,
+    /// Maximum request body in bytes; 0 = unlimited (Kong's default).
+    pub max_body_size: u64,
+    /// Time allowed between two chunks of a client's request body.
+    pub client_body_timeout: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            trusted: TrustedProxies::default(),
+            max_body_size: 0,
+            client_body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters shown by the admin API's `GET /status`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub connections_handled: AtomicU64,
+    pub total_requests: AtomicU64,
+}
+
+/// What the proxy knows of the client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub sni: Option<Arc<str>>,
+}
+
+/// The proxy: shared by all connections of all listeners.
+pub struct Proxy {
+    pub live: Arc<LiveConfig>,
+    pub pool: Arc<ConnectionPool>,
+    pub settings: ProxySettings,
+    pub stats: Arc<Stats>,
+    id_prefix: u64,
+    id_counter: AtomicU64,
+}
+
+impl Proxy {
+    pub fn new(live: Arc<LiveConfig>, settings: ProxySettings, stats: Arc<Stats>) -> Arc<Self> {
+        Arc::new(Proxy {
+            live,
+            pool: ConnectionPool::new(256, Duration::from_secs(60)),
+            settings,
+            stats,
+            id_prefix: rand::random(),
+            id_counter: AtomicU64::new(0),
+        })
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{:016x}", self.id_prefix, n)
+    }
+
+    /// Handle one client request. Never panics on input; every failure is
+    /// a response.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        self.stats.total_requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let request_id = self.next_request_id();
+
+        if let Err(why) = check_framing(&req) {
+            tracing::debug!(request_id, peer = %conn.peer, why, "rejected request framing");
+            let mut resp = error_response(GatewayError::BadRequest, &request_id);
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        let limit = self.settings.max_body_size;
+        if limit > 0 {
+            if let Some(len) = content_length(req.headers()) {
+                if len > limit {
+                    let mut resp = error_response(GatewayError::BodyTooLarge, &request_id);
+                    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
+            }
+        }
+
+        let snap = self.live.current();
+        let client_ip = self.settings.trusted.client_ip(conn.peer.ip(), req.headers());
+        let mut ctx = RequestCtx {
+            request_id,
+            client_addr: SocketAddr::new(client_ip, conn.peer.port()),
+            route: None,
+            service: None,
+            consumer: None,
+            started,
+            extensions: http::Extensions::new(),
+        };
+        let (resp, upstream_addr, chain) = self.pipeline(&snap, req, &conn, &mut ctx).await;
+        let (mut parts, body) = resp.into_parts();
+        for p in chain.iter() {
+            p.response_filter(&mut parts, &mut ctx);
+        }
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            parts.headers.insert(REQUEST_ID_HEADER, v);
+        }
+        if chain.is_empty() {
+            return Response::from_parts(parts, body);
+        }
+        let summary = RequestSummary {
+            status: parts.status.as_u16(),
+            upstream_addr,
+            duration: started.elapsed(),
+        };
+        let body = body::boxed(LogOnDrop { inner: body, log: Some((chain, ctx, summary)) });
+        Response::from_parts(parts, body)
+    }
+
+    async fn pipeline(
+        &self,
+        snap: &Arc<CompiledConfig>,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        ctx: &mut RequestCtx,
+    ) -> (Response<ProxyBody>, Option<SocketAddr>, Chain) {
+        let no_chain = snap.plugins.for_route(None).clone();
+        let path = match gateway_router::normalize_path(req.uri().path()) {
+            Ok(p) => p.into_owned(),
+            Err(_) => return (error_response(GatewayError::BadPath, &ctx.request_id), None, no_chain),
+        };
+        let host_owned = request_host(&req).map(str::to_owned);
+        let found = snap.router.find(&gateway_router::RequestView {
+            method: req.method().as_str(),
+            host: host_owned.as_deref(),
+            path: &path,
+            sni: conn.sni.as_deref(),
+            headers: req.headers(),
+        });
+        let route_idx = found.as_ref().map(|m| snap.router_routes[m.route]);
+        ctx.route = route_idx;
+        let chain = snap.plugins.for_route(route_idx).clone();
+
+        let (mut parts, body) = req.into_parts();
+        for p in chain.iter() {
+            if let Flow::Respond(resp) = p.request_filter(&mut parts, ctx).await {
+                return (resp, None, chain);
+            }
+        }
+        let (Some(m), Some(route_idx)) = (found, route_idx) else {
+            return (error_response(GatewayError::NoRoute, &ctx.request_id), None, chain);
+        };
+        let route = &snap.config.routes[route_idx];
+
+        let scheme = if conn.tls { "https" } else { "http" };
+        if !conn.tls
+            && !route.protocols.iter().any(|p| matches!(p, Protocol::Http | Protocol::Grpc))
+        {
+            let resp = https_redirect(route.https_redirect_status_code, host_owned.as_deref(), &parts.uri, &ctx.request_id);
+            return (resp, None, chain);
+        }
+        let Some(svc_idx) = route.service else {
+            return (error_response(GatewayError::NoService, &ctx.request_id), None, chain);
+        };
+        ctx.service = Some(svc_idx);
+        let service = &snap.config.services[svc_idx];
+        let srt = &snap.services[svc_idx];
+        let Some(balancer) = snap.balancers.for_service(svc_idx) else {
+            return (error_response(GatewayError::NoService, &ctx.request_id), None, chain);
+        };
+
+        // Upstream request line and headers.
+        let up_path = gateway_router::upstream_path(
+            service.path.as_deref(),
+            &path,
+            m.matched_path_len,
+            route.strip_path,
+            route.path_handling,
+        );
+        let stripped = (route.strip_path && m.matched_path_len > 0).then(|| &path[..m.matched_path_len]);
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{up_path}?{q}"),
+            None => up_path,
+        };
+        let upgrade = parts.version <= http::Version::HTTP_11 && is_upgrade(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        let host_for_forwarded = host_owned.clone();
+        forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+        forward::set_forwarded(
+            &mut parts.headers,
+            &ClientSide {
+                peer: conn.peer,
+                client_ip: ctx.client_addr.ip(),
+                trusted: self.settings.trusted.contains(conn.peer.ip()),
+                scheme,
+                host: host_for_forwarded.as_deref(),
+                local_port: conn.local.port(),
+                stripped_prefix: stripped,
+            },
+        );
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            parts.headers.insert(REQUEST_ID_HEADER, v);
+        }
+        parts.extensions = http::Extensions::new();
+        for p in chain.iter() {
+            p.upstream_request_filter(&mut parts, ctx);
+        }
+
+        // The body, with the client-side limits as layers.
+        let mut body: Option<ProxyBody> = Some(wrap_request_body(body, &self.settings));
+        let replayable = body.as_ref().is_some_and(|b| b.is_end_stream()) && is_idempotent(&parts.method);
+
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let attempts = srt.retries.saturating_add(1);
+        let mut last_err = GatewayError::UpstreamFailed;
+        for attempt in 0..attempts {
+            let peer = match balancer
+                .pick(
+                    &HashInput {
+                        client_ip: ctx.client_addr.ip(),
+                        headers: &parts.headers,
+                        consumer: ctx.consumer.as_deref(),
+                    },
+                    &tried,
+                )
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.request_id, error = %e, "no upstream peer");
+                    let err = if tried.is_empty() { GatewayError::NoHealthyUpstream } else { last_err };
+                    return (error_response(err, &ctx.request_id), None, chain);
+                }
+            };
+            let addr = peer.addr;
+            tried.push(addr);
+            let key = PoolKey { addr, wire: srt.wire };
+            let conn_up = match self.pool.checkout(key, srt.connect_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let timeout = e.is_timeout();
+                    balancer.report(&peer, if timeout { Outcome::Timeout } else { Outcome::TcpFailure });
+                    tracing::warn!(request_id = %ctx.request_id, upstream = %addr, attempt, error = %e, "upstream connect failed");
+                    last_err = if timeout { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamFailed };
+                    continue;
+                }
+            };
+
+            // Build this attempt's request.
+            let Some(req_body) = body.take() else {
+                break;
+            };
+            let mut up_parts = clone_parts(&parts);
+            let host_value = if route.preserve_host {
+                host_owned.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+            } else {
+                srt.host_header.clone().or_else(|| {
+                    let h = if peer.port == 80 || peer.port == 443 {
+                        peer.host.to_string()
+                    } else {
+                        format!("{}:{}", peer.host, peer.port)
+                    };
+                    HeaderValue::from_str(&h).ok()
+                })
+            };
+            let uri = match srt.wire {
+                Wire::Http1 => path_and_query.parse::<Uri>(),
+                Wire::H2c => {
+                    let authority = host_value
+                        .as_ref()
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| addr.to_string());
+                    format!("http://{authority}{path_and_query}").parse::<Uri>()
+                }
+            };
+            let Ok(uri) = uri else {
+                return (error_response(GatewayError::BadPath, &ctx.request_id), None, chain);
+            };
+            up_parts.uri = uri;
+            match srt.wire {
+                Wire::Http1 => {
+                    up_parts.version = http::Version::HTTP_11;
+                    if let Some(h) = host_value {
+                        up_parts.headers.insert(header::HOST, h);
+                    }
+                }
+                Wire::H2c => {
+                    up_parts.version = http::Version::HTTP_2;
+                    up_parts.headers.remove(header::HOST);
+                }
+            }
+            let progress = Arc::new(Progress::default());
+            let tracked = Tracked { inner: req_body, progress: progress.clone() };
+            let up_req = Request::from_parts(up_parts, body::boxed(tracked));
+
+            let sent = send(conn_up, up_req, &progress, srt.write_timeout, srt.read_timeout).await;
+            match sent {
+                Ok((resp, pooled)) => {
+                    balancer.report(&peer, Outcome::Response(resp.status().as_u16()));
+                    let resp = self.finish_response(resp, pooled, client_upgrade, srt.read_timeout);
+                    return (resp, Some(addr), chain);
+                }
+                Err(SendFailure::NotSent(req_back)) => {
+                    // A stale pooled connection: nothing reached the upstream.
+                    body = Some(req_back.into_body());
+                    tracing::debug!(request_id = %ctx.request_id, upstream = %addr, "pooled connection was closed; retrying");
+                    tried.pop();
+                    continue;
+                }
+                Err(SendFailure::Failed(kind, e)) => {
+                    if let Some(be) = find_body_error(e.as_ref()) {
+                        let err = match be {
+                            BodyError::TooLarge { .. } => GatewayError::BodyTooLarge,
+                            BodyError::Idle(..) => GatewayError::BadRequest,
+                        };
+                        let mut resp = error_response(err, &ctx.request_id);
+                        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return (resp, Some(addr), chain);
+                    }
+                    let outcome = if kind == FailKind::Timeout { Outcome::Timeout } else { Outcome::TcpFailure };
+                    balancer.report(&peer, outcome);
+                    tracing::warn!(request_id = %ctx.request_id, upstream = %addr, attempt, error = %e, "upstream request failed");
+                    last_err = if kind == FailKind::Timeout { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamFailed };
+                    if replayable {
+                        body = Some(body::empty());
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        (error_response(last_err, &ctx.request_id), tried.last().copied(), chain)
+    }
+
+    fn finish_response(
+        &self,
+        resp: Response<Incoming>,
+        pooled: Option<(PoolKey, hyper::client::conn::http1::SendRequest<ProxyBody>)>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        read_timeout: Duration,
+    ) -> Response<ProxyBody> {
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let (mut parts, incoming) = if switching {
+            let mut resp = resp;
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            if let Some(client_upgrade) = client_upgrade {
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            }
+            resp.into_parts()
+        } else {
+            resp.into_parts()
+        };
+        forward::strip_hop_by_hop(&mut parts.headers, switching);
+        forward::append_via(&mut parts.headers);
+        let body = IdleTimeout::new(incoming, read_timeout, "upstream response body");
+        let body = match (pooled, switching) {
+            (Some((key, sender)), false) => {
+                let pool = self.pool.clone();
+                body::boxed(OnEnd::new(body, move || pool.checkin_h1(key, sender)))
+            }
+            _ => body::boxed(body),
+        };
+        Response::from_parts(parts, body)
+    }
+}
+
+/// Splice an upgraded client connection to the upgraded upstream one.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailKind {
+    Timeout,
+    Transport,
+}
+
+enum SendFailure {
+    /// The request never left: it comes back to be retried elsewhere.
+    NotSent(Request<ProxyBody>),
+    Failed(FailKind, BoxError),
+}
+
+type Pooled = Option<(PoolKey, hyper::client::conn::http1::SendRequest<ProxyBody>)>;
+
+/// Send one request on one connection, enforcing Kong's `write_timeout`
+/// (no progress sending the body) and `read_timeout` (no response head
+/// after the body was sent).
+async fn send(
+    conn: Conn,
+    req: Request<ProxyBody>,
+    progress: &Arc<Progress>,
+    write_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<(Response<Incoming>, Pooled), SendFailure> {
+    match conn {
+        Conn::Http1 { mut sender, key, reused } => {
+            let fut = sender.try_send_request(req);
+            let result = tokio::select! {
+                r = fut => r,
+                kind = watchdog(progress, write_timeout, read_timeout) => {
+                    return Err(SendFailure::Failed(kind, format!("upstream {kind:?}").into()));
+                }
+            };
+            match result {
+                Ok(resp) => Ok((resp, Some((key, sender)))),
+                Err(mut e) => match e.take_message() {
+                    Some(req) if reused => Err(SendFailure::NotSent(req)),
+                    _ => Err(SendFailure::Failed(FailKind::Transport, Box::new(e.into_error()))),
+                },
+            }
+        }
+        Conn::H2 { mut sender } => {
+            let fut = sender.try_send_request(req);
+            let result = tokio::select! {
+                r = fut => r,
+                kind = watchdog(progress, write_timeout, read_timeout) => {
+                    return Err(SendFailure::Failed(kind, format!("upstream {kind:?}").into()));
+                }
+            };
+            match result {
+                Ok(resp) => Ok((resp, None)),
+                Err(e) => Err(SendFailure::Failed(FailKind::Transport, Box::new(e.into_error()))),
+            }
+        }
+    }
+}
+
+/// Resolves with `Timeout` when the request body makes no progress for
+/// `write_timeout`, or when no response head arrives within `read_timeout`
+/// after the body was fully sent.
+async fn watchdog(progress: &Progress, write_timeout: Duration, read_timeout: Duration) -> FailKind {
+    loop {
+        if progress.done.load(Ordering::Acquire) {
+            break;
+        }
+        let before = progress.frames.load(Ordering::Acquire);
+        tokio::select! {
+            _ = progress.done_notify.notified() => {}
+            _ = tokio::time::sleep(write_timeout) => {
+                if !progress.done.load(Ordering::Acquire)
+                    && progress.frames.load(Ordering::Acquire) == before
+                {
+                    return FailKind::Timeout;
+                }
+            }
+        }
+    }
+    tokio::time::sleep(read_timeout).await;
+    FailKind::Timeout
+}
+
+#[derive(Default)]
+struct Progress {
+    frames: AtomicU64,
+    done: AtomicBool,
+    done_notify: tokio::sync::Notify,
+}
+
+pin_project_lite::pin_project! {
+    /// Counts request body frames sent upstream and signals the end.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        progress: Arc<Progress>,
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let r = this.inner.poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(_))) => {
+                this.progress.frames.fetch_add(1, Ordering::AcqRel);
+            }
+            Poll::Ready(None) => {
+                this.progress.done.store(true, Ordering::Release);
+                this.progress.done_notify.notify_one();
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end && !self.progress.done.swap(true, Ordering::AcqRel) {
+            self.progress.done_notify.notify_one();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs the plugins' `logging` phase when the response body is done
+    /// (or dropped because the client went away).
+    struct LogOnDrop<B> {
+        #[pin]
+        inner: B,
+        log: Option<(Chain, RequestCtx, RequestSummary)>,
+    }
+    impl<B> PinnedDrop for LogOnDrop<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some((chain, ctx, mut summary)) = this.log.take() {
+                summary.duration = ctx.started.elapsed();
+                for p in chain.iter() {
+                    p.logging(&summary, &ctx);
+                }
+            }
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = BoxError>> Body for LogOnDrop<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn wrap_request_body(body: Incoming, settings: &ProxySettings) -> ProxyBody {
+    let body = IdleTimeout::new(body, settings.client_body_timeout, "client request body");
+    if settings.max_body_size > 0 {
+        body::boxed(Limited::new(body, settings.max_body_size))
+    } else {
+        body::boxed(body)
+    }
+}
+
+fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = p.method.clone();
+    *req.uri_mut() = p.uri.clone();
+    *req.version_mut() = p.version;
+    *req.headers_mut() = p.headers.clone();
+    req.into_parts().0
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn is_upgrade(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// `Host` header, or the `:authority` of an HTTP/2 request.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Request-smuggling shapes hyper's parser lets through: both
+/// `Content-Length` and `Transfer-Encoding`, a transfer coding other than a
+/// lone `chunked`, or several `Content-Length` values.
+fn check_framing<B>(req: &Request<B>) -> Result<(), &'static str> {
+    let h = req.headers();
+    let te: Vec<_> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<_> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    if te.len() > 1 || te.iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        return Err("unsupported Transfer-Encoding");
+    }
+    if cl.len() > 1 {
+        return Err("several Content-Length headers");
+    }
+    if let Some(v) = cl.first() {
+        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
+            return Err("invalid Content-Length");
+        }
+    }
+    Ok(())
+}
+
+/// Kong's answer to plain HTTP on an HTTPS-only route: 426 with a message,
+/// or a redirect (301/302/307/308) to the https URL.
+fn https_redirect(code: u16, host: Option<&str>, uri: &Uri, request_id: &str) -> Response<ProxyBody> {
+    if code == 426 {
+        return error_response(GatewayError::HttpsRequired(426), request_id);
+    }
+    let host = host.map(forward::host_without_port).unwrap_or("localhost");
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut resp = error_response(GatewayError::HttpsRequired(code), request_id);
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{pq}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("valid request")
+    }
+
+    #[test]
+    fn framing_rejects_smuggling_shapes() {
+        assert!(check_framing(&req(&[("content-length", "5")])).is_ok());
+        assert!(check_framing(&req(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check_framing(&req(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&req(&[("transfer-encoding", "gzip, chunked")])).is_err());
+        assert!(check_framing(&req(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&req(&[("content-length", "5"), ("content-length", "6")])).is_err());
+        assert!(check_framing(&req(&[("content-length", "+5")])).is_err());
+    }
+
+    #[test]
+    fn https_redirect_has_location() {
+        let uri: Uri = "/a?b=1".parse().expect("uri");
+        let r = https_redirect(301, Some("example.com:8000"), &uri, "id");
+        assert_eq!(r.status(), 301);
+        assert_eq!(r.headers()[header::LOCATION], "https://example.com/a?b=1");
+        assert_eq!(https_redirect(426, None, &uri, "id").status(), 426);
+    }
+}

@@ -1,0 +1,17 @@
+//! The proxy: listeners, the request pipeline and its layers.
+//!
+//! - `server`: accept loop, h1/h2c connections, limits, graceful drain.
+//! - `handler`: the per-request pipeline and upstream exchange.
+//! - `pool`: upstream connections (keep-alive / h2c).
+//! - `forward`: hop-by-hop and `X-Forwarded-*` header rules.
+//! - `body`: streaming body types and limit/timeout layers.
+//! - `errors`: Kong-style JSON error responses.
+
+pub mod body;
+pub mod errors;
+pub mod forward;
+pub mod handler;
+pub mod pool;
+pub mod server;
+
+pub use handler::{ConnInfo, Proxy, ProxySettings, Stats};

@@ -1,0 +1,210 @@
+//! Upstream connections: connect with a timeout, HTTP/1.1 keep-alive reuse,
+//! and one multiplexed HTTP/2 (h2c prior knowledge) connection per peer.
+//!
+//! The pool lives for the whole process, across config reloads, keyed by
+//! peer address and protocol. An HTTP/1.1 connection goes back to the pool
+//! only once its response body has been read to the end (see
+//! `body::OnEnd`); one abandoned mid-body is closed, never reused.
+//!
+//! Locking: one short critical section per checkout/checkin on a sharded
+//! map; never held across an await.
+
+use crate::proxy::body::ProxyBody;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    Http1,
+    /// HTTP/2 cleartext with prior knowledge (gRPC services).
+    H2c,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub addr: SocketAddr,
+    pub wire: Wire,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("connect to {addr} failed: {source}")]
+    Io { addr: SocketAddr, source: std::io::Error },
+    #[error("handshake with {addr} failed: {source}")]
+    Handshake { addr: SocketAddr, source: hyper::Error },
+}
+
+impl ConnectError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ConnectError::Timeout { .. })
+    }
+}
+
+/// A connection checked out of the pool.
+pub enum Conn {
+    Http1 {
+        sender: http1::SendRequest<ProxyBody>,
+        key: PoolKey,
+        /// True when it came from the idle list (a failure before any byte
+        /// was answered may be a stale keep-alive: retry on a fresh one).
+        reused: bool,
+    },
+    H2 {
+        sender: http2::SendRequest<ProxyBody>,
+    },
+}
+
+struct Idle {
+    sender: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+const SHARDS: usize = 16;
+
+pub struct ConnectionPool {
+    h1_idle: [Mutex<HashMap<PoolKey, Vec<Idle>>>; SHARDS],
+    h2: [Mutex<HashMap<PoolKey, http2::SendRequest<ProxyBody>>>; SHARDS],
+    max_idle_per_peer: usize,
+    idle_timeout: Duration,
+}
+
+impl ConnectionPool {
+    pub fn new(max_idle_per_peer: usize, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(ConnectionPool {
+            h1_idle: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            h2: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            max_idle_per_peer,
+            idle_timeout,
+        })
+    }
+
+    fn shard(key: &PoolKey) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() as usize) % SHARDS
+    }
+
+    /// A ready connection to `key`: an idle pooled one, or a new one.
+    pub async fn checkout(
+        &self,
+        key: PoolKey,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        match key.wire {
+            Wire::Http1 => {
+                if let Some(sender) = self.take_idle_h1(&key) {
+                    return Ok(Conn::Http1 { sender, key, reused: true });
+                }
+                let sender = self.connect_h1(key, connect_timeout).await?;
+                Ok(Conn::Http1 { sender, key, reused: false })
+            }
+            Wire::H2c => {
+                let shard = Self::shard(&key);
+                {
+                    let map = self.h2[shard].lock();
+                    if let Some(s) = map.get(&key) {
+                        if !s.is_closed() && s.is_ready() {
+                            return Ok(Conn::H2 { sender: s.clone() });
+                        }
+                    }
+                }
+                let sender = self.connect_h2(key, connect_timeout).await?;
+                self.h2[shard].lock().insert(key, sender.clone());
+                Ok(Conn::H2 { sender })
+            }
+        }
+    }
+
+    fn take_idle_h1(&self, key: &PoolKey) -> Option<http1::SendRequest<ProxyBody>> {
+        let mut map = self.h1_idle[Self::shard(key)].lock();
+        let list = map.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(idle) = list.pop() {
+            if now.duration_since(idle.since) < self.idle_timeout
+                && !idle.sender.is_closed()
+                && idle.sender.is_ready()
+            {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// Return an HTTP/1.1 connection whose exchange completed.
+    pub fn checkin_h1(&self, key: PoolKey, sender: http1::SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut map = self.h1_idle[Self::shard(&key)].lock();
+        let list = map.entry(key).or_default();
+        if list.len() < self.max_idle_per_peer {
+            list.push(Idle { sender, since: Instant::now() });
+        }
+    }
+
+    /// Number of idle HTTP/1.1 connections to `key` (for tests and status).
+    pub fn idle_count(&self, key: &PoolKey) -> usize {
+        self.h1_idle[Self::shard(key)]
+            .lock()
+            .get(key)
+            .map_or(0, |l| l.len())
+    }
+
+    async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout { addr, timeout })?
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect_h1(
+        &self,
+        key: PoolKey,
+        timeout: Duration,
+    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
+        let addr = key.addr;
+        let stream = Self::tcp(addr, timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream http/1.1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn connect_h2(
+        &self,
+        key: PoolKey,
+        timeout: Duration,
+    ) -> Result<http2::SendRequest<ProxyBody>, ConnectError> {
+        let addr = key.addr;
+        let stream = Self::tcp(addr, timeout).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream h2c connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}

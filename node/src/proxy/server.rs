@@ -1,0 +1,151 @@
+//! Accept loop and connection handling shared by every HTTP listener of the
+//! node (proxy, admin API, demo services).
+//!
+//! - HTTP/1.1 with keep-alive and upgrades, and HTTP/2 cleartext with prior
+//!   knowledge, auto-detected per connection.
+//! - Header section read timeout (slowloris) and size limit (-> 431, from
+//!   hyper's parser).
+//! - A panicking handler answers 500 for that request only.
+//! - Graceful shutdown: stop accepting, let in-flight exchanges finish up to
+//!   a drain timeout, then close what is left.
+
+use crate::proxy::body::ProxyBody;
+use crate::proxy::errors::{error_response, GatewayError};
+use crate::proxy::handler::{ConnInfo, Stats};
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Per-connection protocol limits.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time allowed for a client to send a complete request header section.
+    pub header_read_timeout: Duration,
+    /// Maximum size of the request header section, in bytes (>= 8192).
+    pub max_header_size: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { header_read_timeout: Duration::from_secs(30), max_header_size: 32 * 1024 }
+    }
+}
+
+/// A shutdown signal: `trigger()` makes every `serve` loop stop accepting.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Shutdown { tx: Arc::new(tx), rx }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Serve `listener` until `shutdown` fires, then drain for at most
+/// `drain_timeout`. `handler` answers each request.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    stats: Option<Arc<Stats>>,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_size.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_size.max(8192) as u32);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = shutdown.rx.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|v| *v) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            peer,
+            local: stream.local_addr().unwrap_or_else(|_| local.unwrap_or(peer)),
+            tls: false,
+            sni: None,
+        };
+        if let Some(s) = &stats {
+            s.connections_accepted.fetch_add(1, Ordering::Relaxed);
+            s.connections_active.fetch_add(1, Ordering::Relaxed);
+        }
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let fut = handler(req, info.clone());
+            async move {
+                let resp = AssertUnwindSafe(fut).catch_unwind().await.unwrap_or_else(|_| {
+                    tracing::error!("request handler panicked; answered 500");
+                    error_response(GatewayError::Internal, "-")
+                });
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+            if let Some(s) = stats {
+                s.connections_active.fetch_sub(1, Ordering::Relaxed);
+                s.connections_handled.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections");
+        }
+    }
+}
