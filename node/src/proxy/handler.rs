@@ -337,7 +337,7 @@ impl Proxy {
             match sent {
                 Ok((resp, pooled)) => {
                     balancer.report(&peer, Outcome::Response(resp.status().as_u16()));
-                    let resp = self.finish_response(resp, pooled, client_upgrade, srt.read_timeout);
+                    let resp = self.finish_response(resp, pooled, peer, client_upgrade, srt.read_timeout);
                     return (resp, Some(addr), chain);
                 }
                 Err(SendFailure::NotSent(req_back)) => {
@@ -376,6 +376,7 @@ impl Proxy {
         &self,
         resp: Response<Incoming>,
         pooled: Option<(PoolKey, hyper::client::conn::http1::SendRequest<ProxyBody>)>,
+        peer: crate::upstream::Peer,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         read_timeout: Duration,
     ) -> Response<ProxyBody> {
@@ -393,13 +394,16 @@ impl Proxy {
         forward::strip_hop_by_hop(&mut parts.headers, switching);
         forward::append_via(&mut parts.headers);
         let body = IdleTimeout::new(incoming, read_timeout, "upstream response body");
-        let body = match (pooled, switching) {
-            (Some((key, sender)), false) => {
-                let pool = self.pool.clone();
-                body::boxed(OnEnd::new(body, move || pool.checkin_h1(key, sender)))
+        // The peer (least-connections' in-flight count) is held until the
+        // body ends; a fully read HTTP/1.1 connection goes back to the pool.
+        let pool = self.pool.clone();
+        let pooled = pooled.filter(|_| !switching);
+        let body = body::boxed(OnEnd::new(body, move || {
+            drop(peer);
+            if let Some((key, sender)) = pooled {
+                pool.checkin_h1(key, sender);
             }
-            _ => body::boxed(body),
-        };
+        }));
         Response::from_parts(parts, body)
     }
 }
