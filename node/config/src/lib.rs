@@ -1,15 +1,35 @@
 //! # gateway-config: the pure config model
 //!
-//! Layout:
+//! Layout (the pipeline runs top to bottom):
 //! - `model`: the normalized config types (`Config`, `Service`, `Route`, ...),
 //!   references resolved to indices, Kong defaults filled in.
-//! - `parse`: YAML/JSON text -> spanned tree -> `Config`, collecting *every*
-//!   error with `file:line:col: entity.path: message`.
-//! - `catalog`: the `PluginCatalog` trait through which the node tells the
-//!   validator which plugins exist and how to check their `config`.
+//! - `yaml`: YAML/JSON text -> spanned tree (line/column on every node),
+//!   with alias-expansion, nesting-depth and one-document limits.
+//! - `fields`: typed, located access to the tree (unknown-field detection
+//!   with suggestions, type and range checks).
+//! - `check`: value validators (hosts, paths, regexes, names, PEM, ...).
+//! - `decode`: tree -> `raw` entities, one submodule per entity family,
+//!   calling the `PluginCatalog` for each plugin's `config`.
+//! - `resolve`: uniqueness, references -> indices, per-scope plugin
+//!   duplicates, assembly of the `Config` in its documented order.
+//! - `emit`: `Config::to_declarative` and the canonical `Config::hash`.
+//! - `diag`: error collection; every error is `file:line:col: path: message`
+//!   and parsing never stops at the first one.
 //!
 //! This crate does no IO: callers hand it file names and contents. The node,
 //! `gateway validate`, `gatewayctl` and the tests all use the same code.
+//! `docs/config.md` lists every supported field, default and rule.
+
+mod check;
+mod decode;
+mod diag;
+mod emit;
+mod fields;
+mod raw;
+mod resolve;
+mod yaml;
+
+pub use yaml::{alias_budget, MAX_DEPTH};
 
 pub mod model;
 
@@ -93,10 +113,67 @@ impl PluginCatalog for NoPlugins {
 
 /// Parse, validate and normalize one config made of one or more files.
 /// Entities from all files merge into one config; `_format_version` must be
-/// `"3.0"` (or `"2.1"`) and agree across files.
+/// `"3.0"` (or `"2.1"`) and agree across files. On failure, every error found
+/// is returned, ordered by file (as given), line and column.
 pub fn parse(files: &[SourceFile], plugins: &dyn PluginCatalog) -> Result<Config, ConfigErrors> {
-    let _ = (files, plugins);
-    todo!("gateway-config::parse")
+    if files.is_empty() {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: String::new(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: "no config files given".to_string(),
+        }]));
+    }
+    let names = files.iter().map(|f| f.name.clone()).collect();
+    let mut dec = decode::Dec::new(diag::Diag::new(names), plugins);
+    let mut first_version: Option<(String, diag::At)> = None;
+    for (i, file) in files.iter().enumerate() {
+        let loaded = yaml::load(&file.text);
+        for e in loaded.errors {
+            let at = diag::At {
+                file: i,
+                pos: e.pos,
+                path: e.path,
+            };
+            dec.d.err(&at, e.message);
+        }
+        let Some(root) = loaded.root else {
+            if file.text.trim().is_empty() || !dec.d.has_errors_in(i) {
+                let at = diag::At {
+                    file: i,
+                    pos: yaml::Pos { line: 1, col: 1 },
+                    path: String::new(),
+                };
+                dec.d.err(
+                    &at,
+                    "the file is empty: expected a mapping with '_format_version'",
+                );
+            }
+            continue;
+        };
+        let version = dec.document(fields::Field::root(i, &root));
+        if let Some((v, at)) = version {
+            match &first_version {
+                None => first_version = Some((v, at)),
+                Some((first, first_at)) if *first != v => {
+                    let loc = dec.d.loc(first_at);
+                    dec.d.err(
+                        &at,
+                        format!("_format_version '{v}' differs from '{first}' at {loc}"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let decode::Dec { mut d, raw, .. } = dec;
+    let config = resolve::resolve(&mut d, raw);
+    if d.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(d.into_errors()))
+    }
 }
 
 impl Config {
@@ -104,12 +181,12 @@ impl Config {
     /// Kong's `configuration_hash`). Equal configs hash equal regardless of
     /// source formatting.
     pub fn hash(&self) -> String {
-        todo!("Config::hash")
+        emit::hash(self)
     }
 
     /// This config as a Kong declarative document (JSON value) that `parse`
     /// reads back to an equal `Config`.
     pub fn to_declarative(&self) -> serde_json::Value {
-        todo!("Config::to_declarative")
+        emit::to_declarative(self)
     }
 }

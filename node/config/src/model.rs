@@ -13,10 +13,13 @@ pub type RouteIdx = usize;
 pub type UpstreamIdx = usize;
 pub type ConsumerIdx = usize;
 pub type CertificateIdx = usize;
+pub type CaCertificateIdx = usize;
 
 /// One complete, validated gateway configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Config {
+    /// Always `"3.0"`: inputs written as `"2.1"` are migrated to 3.0
+    /// semantics while parsing (regex paths gain their `~` prefix).
     pub format_version: String,
     pub services: Vec<Service>,
     /// All routes, nested ones lifted to the top level, in declaration order
@@ -71,7 +74,8 @@ pub struct Service {
     pub meta: Meta,
     pub name: Option<String>,
     pub protocol: Protocol,
-    /// A hostname, an IP, or the name of an `Upstream` (see `upstream`).
+    /// A hostname, an IP (IPv6 without brackets), or the name of an
+    /// `Upstream` (see `upstream`).
     pub host: String,
     pub port: u16,
     /// Upstream path prefix (`/` when absent in Kong's router logic).
@@ -88,6 +92,12 @@ pub struct Service {
     pub upstream: Option<UpstreamIdx>,
     /// `tls_verify` for https/grpcs services (None = node default).
     pub tls_verify: Option<bool>,
+    /// `tls_verify_depth` (0..=64; None = node default).
+    pub tls_verify_depth: Option<u8>,
+    /// `ca_certificates`: CA certificates to verify the upstream with.
+    pub ca_certificates: Vec<CaCertificateIdx>,
+    /// `client_certificate`: presented to the upstream (mutual TLS).
+    pub client_certificate: Option<CertificateIdx>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -190,6 +200,53 @@ pub struct Healthchecks {
     /// Percentage of healthy weight below which the upstream counts as
     /// unhealthy. Default 0.
     pub threshold: f64,
+}
+
+/// Kong's defaults for every health check field (what an upstream without
+/// `healthchecks` gets, and what unset fields fall back to).
+impl Default for Healthchecks {
+    fn default() -> Self {
+        Healthchecks {
+            active: ActiveHealthcheck {
+                kind: HealthcheckType::Http,
+                http_path: "/".to_string(),
+                timeout_secs: 1.0,
+                concurrency: 10,
+                https_verify_certificate: true,
+                https_sni: None,
+                headers: BTreeMap::new(),
+                healthy: ActiveHealthy {
+                    interval_secs: 0.0,
+                    http_statuses: vec![200, 302],
+                    successes: 0,
+                },
+                unhealthy: ActiveUnhealthy {
+                    interval_secs: 0.0,
+                    http_statuses: vec![429, 404, 500, 501, 502, 503, 504, 505],
+                    tcp_failures: 0,
+                    timeouts: 0,
+                    http_failures: 0,
+                },
+            },
+            passive: PassiveHealthcheck {
+                kind: HealthcheckType::Http,
+                healthy: PassiveHealthy {
+                    http_statuses: vec![
+                        200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
+                        305, 306, 307, 308,
+                    ],
+                    successes: 0,
+                },
+                unhealthy: PassiveUnhealthy {
+                    http_statuses: vec![429, 500, 503],
+                    tcp_failures: 0,
+                    timeouts: 0,
+                    http_failures: 0,
+                },
+            },
+            threshold: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
