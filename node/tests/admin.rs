@@ -89,15 +89,26 @@ async fn post_config_applies_rejects_and_checks_hash() {
 
     // An invalid config: 400 with every error located, old config kept.
     let bad = format!(
-        "{}\n  - name: broken\n    url: http://127.0.0.1:1\n    routes:\n      - name: bad\n        paths: [\"~/x(\"]\n        bogus: 1\n",
-        config(up.port(), "/b").trim_end().replace("upstreams:", "upstreams_:")
+        r#"_format_version: "3.0"
+services:
+  - name: svc
+    url: http://127.0.0.1:{port}
+    retries: lots
+    routes:
+      - name: bad
+        paths: ["~/x("]
+        bogus: 1
+"#,
+        port = up.port()
     );
     let r = post(&gw.admin_url("/config"), "application/x-yaml", bad).await;
     assert_eq!(r.status, 400, "{}", r.text());
     let v = r.json();
     assert_eq!(v["name"], "invalid declarative configuration");
     let errors = v["errors"].as_array().expect("errors");
-    assert!(errors.len() >= 2, "all errors reported: {v}");
+    assert_eq!(errors.len(), 3, "all errors reported: {v}");
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(lines, vec![5, 8, 9], "{v}");
     assert!(errors.iter().all(|e| e["line"].as_u64().unwrap_or(0) > 0), "{v}");
     assert_eq!(get(&gw.url("/a")).await.status, 200, "old config keeps serving");
     assert_eq!(get(&gw.url("/b")).await.status, 404);

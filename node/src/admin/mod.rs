@@ -185,15 +185,17 @@ fn invalid_config(errors: &gateway_config::ConfigErrors) -> Response<ProxyBody> 
 /// `config` field (Kong's `curl -F config=@kong.yml`), a JSON object
 /// `{"config": ...}`, or the declarative config itself (YAML or JSON).
 async fn read_config_body(req: Request<Incoming>, limit: usize) -> Result<String, (StatusCode, String)> {
-    let content_type = req
+    // The multipart boundary is case-sensitive: keep the original text.
+    let content_type_raw = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_ascii_lowercase();
+        .to_owned();
+    let content_type = content_type_raw.to_ascii_lowercase();
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("configuration exceeds {limit} bytes"));
     if content_type.starts_with("multipart/form-data") {
-        let boundary = multer::parse_boundary(&content_type)
+        let boundary = multer::parse_boundary(&content_type_raw)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart body: {e}")))?;
         let stream = Limited::new(req.into_body(), limit).into_data_stream();
         let mut mp = multer::Multipart::new(stream, boundary);

@@ -54,6 +54,10 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("no body data for {0:?} ({1})")]
     Idle(Duration, &'static str),
+    /// The client's request body was malformed (e.g. a bad chunk size) or
+    /// the client went away mid-body.
+    #[error("client request body: {0}")]
+    Client(String),
 }
 
 /// Finds a `BodyError` in an error's source chain.

@@ -351,7 +351,7 @@ impl Proxy {
                     if let Some(be) = find_body_error(e.as_ref()) {
                         let err = match be {
                             BodyError::TooLarge { .. } => GatewayError::BodyTooLarge,
-                            BodyError::Idle(..) => GatewayError::BadRequest,
+                            BodyError::Idle(..) | BodyError::Client(_) => GatewayError::BadRequest,
                         };
                         let mut resp = error_response(err, &ctx.request_id);
                         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -593,6 +593,10 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for LogOnDrop<B> {
 }
 
 fn wrap_request_body(body: Incoming, settings: &ProxySettings) -> ProxyBody {
+    use http_body_util::BodyExt;
+    // Errors of the client's own body are the client's fault (400), never
+    // the upstream's: tag them so the attempt loop can tell.
+    let body = body.map_err(|e| -> BoxError { Box::new(BodyError::Client(e.to_string())) });
     let body = IdleTimeout::new(body, settings.client_body_timeout, "client request body");
     if settings.max_body_size > 0 {
         body::boxed(Limited::new(body, settings.max_body_size))
