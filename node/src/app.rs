@@ -44,7 +44,11 @@ impl Default for NodeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] ApplyError),
 }
@@ -64,20 +68,26 @@ impl Node {
     /// config to serve, so the first request sees it).
     pub async fn start(opts: NodeOptions, live: Arc<LiveConfig>) -> Result<Node, StartError> {
         let bind = |addr: SocketAddr, what: &'static str| async move {
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, what, source })
         };
         let proxy_listener = bind(opts.proxy_listen, "proxy").await?;
         let admin_listener = bind(opts.admin_listen, "admin API").await?;
-        let proxy_addr = proxy_listener.local_addr().map_err(|source| StartError::Bind {
-            addr: opts.proxy_listen,
-            what: "proxy",
-            source,
-        })?;
-        let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
-            addr: opts.admin_listen,
-            what: "admin API",
-            source,
-        })?;
+        let proxy_addr = proxy_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: opts.proxy_listen,
+                what: "proxy",
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: opts.admin_listen,
+                what: "admin API",
+                source,
+            })?;
         let stats = Arc::new(Stats::default());
         let shutdown = Shutdown::default();
         let mut tasks = JoinSet::new();
@@ -94,7 +104,10 @@ impl Node {
         let admin = Arc::new(Admin {
             live: live.clone(),
             stats: stats.clone(),
-            node: NodeInfo { node_id: opts.node_id.clone(), hostname: hostname() },
+            node: NodeInfo {
+                node_id: opts.node_id.clone(),
+                hostname: hostname(),
+            },
             max_config_bytes: opts.max_config_bytes,
         });
         tasks.spawn(serve(
@@ -106,7 +119,14 @@ impl Node {
             move |req, _conn| admin.clone().handle(req),
         ));
         tracing::info!(%proxy_addr, %admin_addr, "gateway node listening");
-        Ok(Node { proxy_addr, admin_addr, live, stats, shutdown, tasks })
+        Ok(Node {
+            proxy_addr,
+            admin_addr,
+            live,
+            stats,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stop accepting connections; in-flight requests drain.

@@ -80,8 +80,18 @@ pub struct LiveConfig {
 
 impl LiveConfig {
     /// A node serving the empty config. Must run inside a tokio runtime.
-    pub fn new(upstreams: Arc<UpstreamManager>, plugins: PluginRegistry) -> Result<Arc<Self>, ApplyError> {
-        let empty = compile(Config { format_version: "3.0".into(), ..Config::default() }, &upstreams, &plugins)?;
+    pub fn new(
+        upstreams: Arc<UpstreamManager>,
+        plugins: PluginRegistry,
+    ) -> Result<Arc<Self>, ApplyError> {
+        let empty = compile(
+            Config {
+                format_version: "3.0".into(),
+                ..Config::default()
+            },
+            &upstreams,
+            &plugins,
+        )?;
         Ok(Arc::new(LiveConfig {
             current: ArcSwap::from_pointee(empty),
             upstreams,
@@ -136,10 +146,16 @@ fn compile(
     let hash = config.hash();
     // Routes of disabled services are not served (Kong excludes them).
     let router_routes: Vec<gateway_config::RouteIdx> = (0..config.routes.len())
-        .filter(|&i| config.routes[i].service.is_none_or(|s| config.services[s].enabled))
+        .filter(|&i| {
+            config.routes[i]
+                .service
+                .is_none_or(|s| config.services[s].enabled)
+        })
         .collect();
-    let servable: Vec<gateway_config::Route> =
-        router_routes.iter().map(|&i| config.routes[i].clone()).collect();
+    let servable: Vec<gateway_config::Route> = router_routes
+        .iter()
+        .map(|&i| config.routes[i].clone())
+        .collect();
     let router = Router::build(&servable).map_err(|e| ApplyError::Compile(e.to_string()))?;
     let balancers = upstreams.build(&config);
     let chains = plugins.compile(&config).map_err(ApplyError::Compile)?;
@@ -158,7 +174,11 @@ fn compile(
                 read_timeout: Duration::from_millis(s.read_timeout_ms),
                 write_timeout: Duration::from_millis(s.write_timeout_ms),
                 retries: s.retries,
-                wire: if s.protocol.is_grpc() { Wire::H2c } else { Wire::Http1 },
+                wire: if s.protocol.is_grpc() {
+                    Wire::H2c
+                } else {
+                    Wire::Http1
+                },
                 host_header,
             })
         })

@@ -32,9 +32,17 @@ async fn ready_only_once_a_config_is_active() {
     let admin = format!("http://{}", node.admin_addr);
     let r = get(&format!("{admin}/status/ready")).await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.json()["message"], "no configuration available (empty configuration present)");
+    assert_eq!(
+        r.json()["message"],
+        "no configuration available (empty configuration present)"
+    );
     let up = echo_upstream("a").await;
-    let r = post(&format!("{admin}/config"), "application/x-yaml", config(up.port(), "/a")).await;
+    let r = post(
+        &format!("{admin}/config"),
+        "application/x-yaml",
+        config(up.port(), "/a"),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(get(&format!("{admin}/status/ready")).await.status, 200);
 }
@@ -52,7 +60,10 @@ async fn root_status_and_entities_in_kong_shapes() {
         .contains(&"correlation-id".into()));
 
     let status = get(&gw.admin_url("/status")).await.json();
-    let hash = status["configuration_hash"].as_str().expect("hash").to_owned();
+    let hash = status["configuration_hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
     assert_eq!(hash.len(), 32);
     assert!(status["server"]["total_requests"].is_u64());
 
@@ -67,17 +78,33 @@ async fn root_status_and_entities_in_kong_shapes() {
     assert_eq!(routes["data"][0]["paths"][0], "/a");
     assert_eq!(routes["data"][0]["service"]["id"], sid.as_str());
     assert_eq!(get(&gw.admin_url("/routes/r1")).await.json()["name"], "r1");
-    assert_eq!(get(&gw.admin_url(&format!("/services/{sid}/routes"))).await.json()["data"][0]["name"], "r1");
+    assert_eq!(
+        get(&gw.admin_url(&format!("/services/{sid}/routes")))
+            .await
+            .json()["data"][0]["name"],
+        "r1"
+    );
     assert_eq!(get(&gw.admin_url("/services/nope")).await.status, 404);
 
     let targets = get(&gw.admin_url("/upstreams/pool/targets")).await.json();
-    assert_eq!(targets["data"][0]["target"], format!("127.0.0.1:{}", up.port()));
+    assert_eq!(
+        targets["data"][0]["target"],
+        format!("127.0.0.1:{}", up.port())
+    );
     assert_eq!(targets["data"][0]["weight"], 50);
     let health = get(&gw.admin_url("/upstreams/pool/health")).await;
     assert_eq!(health.status, 200, "{}", health.text());
-    assert_eq!(health.json()["data"][0]["target"], format!("127.0.0.1:{}", up.port()));
+    assert_eq!(
+        health.json()["data"][0]["target"],
+        format!("127.0.0.1:{}", up.port())
+    );
 
-    let r = send(Request::delete(gw.admin_url("/services")).body(full("")).expect("req")).await;
+    let r = send(
+        Request::delete(gw.admin_url("/services"))
+            .body(full(""))
+            .expect("req"),
+    )
+    .await;
     assert_eq!(r.status, 405);
 }
 
@@ -107,10 +134,20 @@ services:
     assert_eq!(v["name"], "invalid declarative configuration");
     let errors = v["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 3, "all errors reported: {v}");
-    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap_or(0)).collect();
+    let lines: Vec<u64> = errors
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap_or(0))
+        .collect();
     assert_eq!(lines, vec![5, 8, 9], "{v}");
-    assert!(errors.iter().all(|e| e["line"].as_u64().unwrap_or(0) > 0), "{v}");
-    assert_eq!(get(&gw.url("/a")).await.status, 200, "old config keeps serving");
+    assert!(
+        errors.iter().all(|e| e["line"].as_u64().unwrap_or(0) > 0),
+        "{v}"
+    );
+    assert_eq!(
+        get(&gw.url("/a")).await.status,
+        200,
+        "old config keeps serving"
+    );
     assert_eq!(get(&gw.url("/b")).await.status, 404);
 
     // A valid one as Kong's multipart `-F config=@kong.yml`.
@@ -119,20 +156,37 @@ services:
         "--{boundary}\r\nContent-Disposition: form-data; name=\"config\"; filename=\"kong.yml\"\r\n\r\n{}\r\n--{boundary}--\r\n",
         config(up.port(), "/b")
     );
-    let r = post(&gw.admin_url("/config"), &format!("multipart/form-data; boundary={boundary}"), body).await;
+    let r = post(
+        &gw.admin_url("/config"),
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(get(&gw.url("/b")).await.status, 200);
     assert_eq!(get(&gw.url("/a")).await.status, 404);
 
     // The same config again with check_hash: 304.
-    let r = post(&gw.admin_url("/config?check_hash=1"), "application/json",
-        serde_json::json!({ "config": config(up.port(), "/b") }).to_string()).await;
+    let r = post(
+        &gw.admin_url("/config?check_hash=1"),
+        "application/json",
+        serde_json::json!({ "config": config(up.port(), "/b") }).to_string(),
+    )
+    .await;
     assert_eq!(r.status, 304);
 
     // GET /config returns a config that POSTs back to the same hash.
     let current = get(&gw.admin_url("/config")).await.json();
-    let hash = current["configuration_hash"].as_str().expect("hash").to_owned();
+    let hash = current["configuration_hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
     let text = current["config"].as_str().expect("config text").to_owned();
-    let r = post(&gw.admin_url("/config?check_hash=1"), "application/json", text).await;
+    let r = post(
+        &gw.admin_url("/config?check_hash=1"),
+        "application/json",
+        text,
+    )
+    .await;
     assert_eq!(r.status, 304, "round trip keeps the hash {hash}");
 }

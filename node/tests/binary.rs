@@ -31,7 +31,8 @@ impl Proc {
     }
     /// Peak resident memory (VmHWM) in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -51,7 +52,12 @@ async fn run_gateway(config_path: &std::path::Path, extra: &[&str]) -> (Proc, St
     let child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config_path)
-        .args(["--proxy-listen", &format!("127.0.0.1:{pp}"), "--admin-listen", &format!("127.0.0.1:{ap}")])
+        .args([
+            "--proxy-listen",
+            &format!("127.0.0.1:{pp}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{ap}"),
+        ])
         .args(extra)
         .env("GATEWAY_LOG", "warn")
         .stdout(Stdio::null())
@@ -63,7 +69,10 @@ async fn run_gateway(config_path: &std::path::Path, extra: &[&str]) -> (Proc, St
     let ready = eventually(Duration::from_secs(20), || {
         let url = format!("{admin}/status/ready");
         async move {
-            match client().request(http::Request::get(url).body(full("")).expect("req")).await {
+            match client()
+                .request(http::Request::get(url).body(full("")).expect("req"))
+                .await
+            {
                 Ok(r) => r.status() == 200,
                 Err(_) => false,
             }
@@ -85,8 +94,16 @@ fn validate_exit_codes_and_located_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.yml");
     std::fs::write(&good, service_yaml(8080, "/a")).expect("write");
-    let out = Command::new(BIN).arg("validate").arg(&good).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 services, 1 routes"));
 
     let bad = dir.path().join("bad.yml");
@@ -95,16 +112,33 @@ fn validate_exit_codes_and_located_errors() {
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x:1\n    retries: many\n    routes:\n      - name: r\n        paths: [\"~/a(\"]\n",
     )
     .expect("write");
-    let out = Command::new(BIN).arg("validate").arg(&bad).output().expect("run");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "one error per line: {stderr}");
     let name = bad.display().to_string();
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{name}:5:")) && l.contains("services[0].retries")), "{stderr}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{name}:8:")) && l.contains("services[0].routes[0].paths[0]")), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{name}:5:")) && l.contains("services[0].retries")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{name}:8:"))
+            && l.contains("services[0].routes[0].paths[0]")),
+        "{stderr}"
+    );
 
-    let out = Command::new(BIN).arg("validate").arg(dir.path().join("missing.yml")).output().expect("run");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(dir.path().join("missing.yml"))
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"));
 }
@@ -121,10 +155,20 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     std::fs::write(&path, service_yaml(up.port(), "/two")).expect("write");
     proc.signal("HUP");
     let url = format!("{proxy}/two");
-    assert!(eventually(Duration::from_secs(10), || { let u = url.clone(); async move { get(&u).await.status == 200 } }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let u = url.clone();
+            async move { get(&u).await.status == 200 }
+        })
+        .await
+    );
     assert_eq!(get(&format!("{proxy}/one")).await.status, 404);
 
-    std::fs::write(&path, "_format_version: \"3.0\"\nservices: [{ name: s, bogus: 1 }]\n").expect("write");
+    std::fs::write(
+        &path,
+        "_format_version: \"3.0\"\nservices: [{ name: s, bogus: 1 }]\n",
+    )
+    .expect("write");
     proc.signal("HUP");
     // The rejected reload must not change what is served. Give it time to
     // (wrongly) take effect, measured by a request round trip after the signal.
@@ -140,10 +184,20 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let path = dir.path().join("kong.yml");
     std::fs::write(&path, service_yaml(up.port(), "/")).expect("write");
     let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "10"]).await;
-    let slow = tokio::spawn(get_with_owned(format!("{proxy}/slow"), "x-test-delay-ms", "1500"));
+    let slow = tokio::spawn(get_with_owned(
+        format!("{proxy}/slow"),
+        "x-test-delay-ms",
+        "1500",
+    ));
     // Wait until the request reached the upstream, then stop the gateway.
     let reqs = up.requests.clone();
-    assert!(eventually(Duration::from_secs(5), || { let r = reqs.clone(); async move { r.load(std::sync::atomic::Ordering::SeqCst) == 1 } }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let r = reqs.clone();
+            async move { r.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+        })
+        .await
+    );
     proc.signal("TERM");
     let r = slow.await.expect("task");
     assert_eq!(r.status, 200, "in-flight request finished during drain");
@@ -155,7 +209,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     .expect("wait");
     assert_eq!(status.0.expect("exit status").code(), Some(0));
     // New connections are refused after shutdown.
-    assert!(tokio::net::TcpStream::connect(proxy.trim_start_matches("http://")).await.is_err());
+    assert!(
+        tokio::net::TcpStream::connect(proxy.trim_start_matches("http://"))
+            .await
+            .is_err()
+    );
 }
 
 async fn get_with_owned(url: String, k: &'static str, v: &'static str) -> Got {
@@ -166,7 +224,13 @@ async fn get_with_owned(url: String, k: &'static str, v: &'static str) -> Got {
 async fn demo_serves_foo_and_bar() {
     let (pp, ap) = (free_port().await, free_port().await);
     let mut child = Command::new(BIN)
-        .args(["demo", "--proxy-listen", &format!("127.0.0.1:{pp}"), "--admin-listen", &format!("127.0.0.1:{ap}")])
+        .args([
+            "demo",
+            "--proxy-listen",
+            &format!("127.0.0.1:{pp}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{ap}"),
+        ])
         .env("GATEWAY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -187,11 +251,20 @@ async fn demo_serves_foo_and_bar() {
     })
     .await
     .expect("read stdout");
-    assert!(printed.contains(&format!("curl -i http://127.0.0.1:{pp}/foo")), "{printed}");
+    assert!(
+        printed.contains(&format!("curl -i http://127.0.0.1:{pp}/foo")),
+        "{printed}"
+    );
     let foo = get(&format!("http://127.0.0.1:{pp}/foo")).await;
-    assert_eq!(foo.json(), serde_json::json!({"msg": "Hello from the foo microservice"}));
+    assert_eq!(
+        foo.json(),
+        serde_json::json!({"msg": "Hello from the foo microservice"})
+    );
     let bar = get(&format!("http://127.0.0.1:{pp}/bar")).await;
-    assert_eq!(bar.json(), serde_json::json!({"msg": "Hello from the bar microservice"}));
+    assert_eq!(
+        bar.json(),
+        serde_json::json!({"msg": "Hello from the bar microservice"})
+    );
     let none = get(&format!("http://127.0.0.1:{pp}/nothing")).await;
     assert_eq!(none.status, 404);
     assert_eq!(none.json()["message"], "no Route matched with those values");
@@ -232,14 +305,21 @@ async fn one_gib_streams_both_ways_with_flat_memory() {
 
     // Download.
     let resp = client()
-        .request(http::Request::get(format!("{proxy}/big")).body(full("")).expect("req"))
+        .request(
+            http::Request::get(format!("{proxy}/big"))
+                .body(full(""))
+                .expect("req"),
+        )
         .await
         .expect("download");
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut got: u64 = 0;
     while let Some(frame) = body.frame().await {
-        got += frame.expect("frame").into_data().map_or(0, |d| d.len() as u64);
+        got += frame
+            .expect("frame")
+            .into_data()
+            .map_or(0, |d| d.len() as u64);
     }
     assert_eq!(got, GIB);
 
@@ -259,5 +339,8 @@ async fn one_gib_streams_both_ways_with_flat_memory() {
     let peak = proc.peak_rss_kib();
     eprintln!("gateway peak RSS: baseline {baseline} KiB, after 2 GiB streamed {peak} KiB");
     assert!(baseline > 0 && peak > 0, "read /proc status");
-    assert!(peak < baseline + 64 * 1024, "memory stays flat: {baseline} KiB -> {peak} KiB");
+    assert!(
+        peak < baseline + 64 * 1024,
+        "memory stays flat: {baseline} KiB -> {peak} KiB"
+    );
 }

@@ -56,7 +56,11 @@ async fn body_over_the_limit_is_413_with_length_or_chunked() {
     let req = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n";
     let (resp, _) = raw(gw.proxy(), req.as_bytes(), WAIT).await;
     assert_eq!(status_of(&resp), "413", "{resp}");
-    assert_eq!(up.requests.load(Ordering::SeqCst), 0, "declared length: rejected before forwarding");
+    assert_eq!(
+        up.requests.load(Ordering::SeqCst),
+        0,
+        "declared length: rejected before forwarding"
+    );
 
     let chunk = "x".repeat(800);
     let req = format!(
@@ -65,7 +69,8 @@ async fn body_over_the_limit_is_413_with_length_or_chunked() {
     let (resp, _) = raw(gw.proxy(), req.as_bytes(), WAIT).await;
     assert_eq!(status_of(&resp), "413", "{resp}");
     // Under the limit passes.
-    let req = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789";
+    let req =
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789";
     let (resp, _) = raw(gw.proxy(), req.as_bytes(), WAIT).await;
     assert_eq!(status_of(&resp), "200", "{resp}");
 }
@@ -93,7 +98,11 @@ async fn smuggling_shapes_are_400_and_close_the_connection() {
         assert!(closed, "{name}: connection must be closed");
         assert!(!resp.contains("smuggled"), "{name}");
         if *name != "bad chunk size" {
-            assert_eq!(up.requests.load(Ordering::SeqCst), before, "{name}: never forwarded");
+            assert_eq!(
+                up.requests.load(Ordering::SeqCst),
+                before,
+                "{name}: never forwarded"
+            );
         }
     }
 }
@@ -115,7 +124,11 @@ async fn content_length_with_transfer_encoding_never_smuggles() {
     .await;
     assert!(closed, "connection closed after the response: {resp}");
     assert!(!resp.contains("smuggled"), "{resp}");
-    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "exactly one response: {resp}");
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {resp}"
+    );
     assert_eq!(up.requests.load(Ordering::SeqCst), 1);
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
     let echoed: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
@@ -127,7 +140,12 @@ async fn slow_header_sender_is_cut_off() {
     let (gw, _up) = setup(0, Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     // Half a request line, then nothing.
-    let (resp, closed) = raw(gw.proxy(), b"GET / HTTP/1.1\r\nHost:", Duration::from_secs(5)).await;
+    let (resp, closed) = raw(
+        gw.proxy(),
+        b"GET / HTTP/1.1\r\nHost:",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(closed, "connection closed by the server: {resp:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -135,7 +153,12 @@ async fn slow_header_sender_is_cut_off() {
 #[tokio::test]
 async fn invalid_path_encoding_is_400() {
     let (gw, up) = setup(0, Duration::from_secs(10)).await;
-    let (resp, _) = raw(gw.proxy(), b"GET /a%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", WAIT).await;
+    let (resp, _) = raw(
+        gw.proxy(),
+        b"GET /a%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
     assert_eq!(status_of(&resp), "400", "{resp}");
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
 }

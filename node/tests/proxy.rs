@@ -45,7 +45,10 @@ async fn routes_by_path_and_strips_the_prefix_like_kong() {
 
     let v = get(&gw.url("/bar/x")).await.json();
     assert_eq!(v["server"], "bar");
-    assert_eq!(v["path"], "/base/bar/x", "service path + unstripped request path");
+    assert_eq!(
+        v["path"], "/base/bar/x",
+        "service path + unstripped request path"
+    );
 
     let r = get(&gw.url("/foo")).await.json();
     assert_eq!(r["path"], "/");
@@ -60,7 +63,10 @@ async fn unmatched_request_gets_kongs_404_with_a_request_id() {
     assert_eq!(r.status, 404);
     let v = r.json();
     assert_eq!(v["message"], "no Route matched with those values");
-    let id = r.headers["x-gateway-request-id"].to_str().expect("ascii").to_owned();
+    let id = r.headers["x-gateway-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert_eq!(id.len(), 32);
     assert_eq!(v["request_id"], id.as_str());
     // Every request gets a distinct id.
@@ -89,8 +95,15 @@ async fn forwarding_headers_host_and_hop_by_hop() {
     .await;
     assert_eq!(r.status, 200);
     let h = &r.json()["headers"];
-    assert_eq!(h["host"], format!("127.0.0.1:{}", foo.port()), "preserve_host=false");
-    assert_eq!(h["x-forwarded-proto"], "http", "untrusted client cannot claim https");
+    assert_eq!(
+        h["host"],
+        format!("127.0.0.1:{}", foo.port()),
+        "preserve_host=false"
+    );
+    assert_eq!(
+        h["x-forwarded-proto"], "http",
+        "untrusted client cannot claim https"
+    );
     assert_eq!(h["x-forwarded-for"], "203.0.113.1, 127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "gw.example.com");
     assert_eq!(h["x-forwarded-port"], "8000");
@@ -100,13 +113,18 @@ async fn forwarding_headers_host_and_hop_by_hop() {
     assert_eq!(h["x-custom"], "kept");
     assert!(h.get("x-private").is_none(), "named in Connection: removed");
     assert!(h.get("proxy-connection").is_none());
-    assert!(h.get("x-gateway-request-id").is_some(), "request id goes upstream");
+    assert!(
+        h.get("x-gateway-request-id").is_some(),
+        "request id goes upstream"
+    );
     // Response side.
     assert_eq!(r.headers["via"], "1.1 gateway");
     assert!(r.headers.get("x-gateway-request-id").is_some());
 
     // preserve_host keeps the client's Host.
-    let h = get_with(&gw.url("/anything"), &[("host", "api.example.com")]).await.json();
+    let h = get_with(&gw.url("/anything"), &[("host", "api.example.com")])
+        .await
+        .json();
     assert_eq!(h["server"], "bar");
     assert_eq!(h["headers"]["host"], "api.example.com");
 }
@@ -116,7 +134,8 @@ async fn trusted_front_proxy_forwarded_headers_are_honoured() {
     let foo = echo_upstream("foo").await;
     let bar = echo_upstream("bar").await;
     let mut opts = loopback_options();
-    opts.proxy.trusted = gateway_node::proxy::forward::TrustedProxies::parse("127.0.0.1/32").expect("cidr");
+    opts.proxy.trusted =
+        gateway_node::proxy::forward::TrustedProxies::parse("127.0.0.1/32").expect("cidr");
     let gw = gateway_with(&two_services(foo.port(), bar.port()), opts).await;
     let h = get_with(
         &gw.url("/foo"),
@@ -145,7 +164,11 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         assert_eq!(get(&gw.url("/foo")).await.status, 200);
     }
     assert_eq!(foo.requests.load(Ordering::SeqCst), 20);
-    assert_eq!(foo.connections.load(Ordering::SeqCst), 1, "sequential requests reuse one connection");
+    assert_eq!(
+        foo.connections.load(Ordering::SeqCst),
+        1,
+        "sequential requests reuse one connection"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +222,10 @@ services:
     let gw = gateway(&yaml).await;
     let r = get(&gw.url("/dead")).await;
     assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(r.json()["message"], "An invalid response was received from the upstream server");
+    assert_eq!(
+        r.json()["message"],
+        "An invalid response was received from the upstream server"
+    );
     let r = get_with(&gw.url("/slow"), &[("x-test-delay-ms", "2000")]).await;
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["message"], "The upstream server is timing out");
@@ -263,7 +289,10 @@ async fn h2c_clients_are_served() {
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["path"], "/h2");
-    assert_eq!(v["version"], "HTTP/1.1", "http services get HTTP/1.1 upstream");
+    assert_eq!(
+        v["version"], "HTTP/1.1",
+        "http services get HTTP/1.1 upstream"
+    );
     assert_eq!(v["headers"]["x-forwarded-host"], "127.0.0.1");
 }
 
@@ -275,8 +304,12 @@ async fn grpc_over_h2c_passes_trailers_through() {
         assert_eq!(req.version(), http::Version::HTTP_2);
         let te = req.headers().get("te").cloned();
         let _ = req.into_body().collect().await;
-        let frames: Vec<Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>> = vec![
-            Ok(http_body::Frame::data(bytes::Bytes::from_static(b"\0\0\0\0\x02hi"))),
+        let frames: Vec<
+            Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+        > = vec![
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"\0\0\0\0\x02hi",
+            ))),
             Ok(http_body::Frame::trailers({
                 let mut t = http::HeaderMap::new();
                 t.insert("grpc-status", http::HeaderValue::from_static("0"));
@@ -287,7 +320,10 @@ async fn grpc_over_h2c_passes_trailers_through() {
         let mut resp = http::Response::new(
             http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed(),
         );
-        resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
         if let Some(te) = te {
             resp.headers_mut().insert("x-saw-te", te);
         }
@@ -319,7 +355,10 @@ services:
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-saw-te"], "trailers");
     let collected = resp.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers passed through");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers passed through");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "ok");
     assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x02hi");
@@ -365,7 +404,9 @@ services:
         up.port()
     );
     let gw = gateway(&yaml).await;
-    let mut s = tokio::net::TcpStream::connect(gw.proxy()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(gw.proxy())
+        .await
+        .expect("connect");
     s.write_all(
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -375,8 +416,15 @@ services:
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.expect("head in time").expect("read");
-        assert!(n > 0, "closed before 101: {}", String::from_utf8_lossy(&head));
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("head in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before 101: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(b[0]);
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
@@ -384,7 +432,10 @@ services:
     assert!(head.contains("upgrade: websocket"), "{head}");
     s.write_all(b"hello tunnel").await.expect("write");
     let mut got = [0u8; 12];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.expect("echo in time").expect("read");
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .expect("read");
     assert_eq!(&got, b"HELLO TUNNEL");
 }
 
@@ -436,9 +487,16 @@ services:
     let gw = gateway(&yaml).await;
     let r = get(&gw.url("/open")).await;
     assert_eq!(r.status, 200);
-    let sent = r.json()["headers"]["x-correlation-id"].as_str().expect("id upstream").to_owned();
+    let sent = r.json()["headers"]["x-correlation-id"]
+        .as_str()
+        .expect("id upstream")
+        .to_owned();
     assert_eq!(sent.len(), 36);
-    assert_eq!(r.headers["x-correlation-id"], sent.as_str(), "echoed downstream");
+    assert_eq!(
+        r.headers["x-correlation-id"],
+        sent.as_str(),
+        "echoed downstream"
+    );
     // A client-supplied correlation id is kept.
     let r = get_with(&gw.url("/open"), &[("x-correlation-id", "mine")]).await;
     assert_eq!(r.json()["headers"]["x-correlation-id"], "mine");
@@ -447,6 +505,13 @@ services:
     let r = get(&gw.url("/closed")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["message"], "closed for maintenance");
-    assert!(r.headers.get("x-correlation-id").is_some(), "response_filter runs on plugin answers too");
-    assert_eq!(up.requests.load(Ordering::SeqCst), before, "upstream not called");
+    assert!(
+        r.headers.get("x-correlation-id").is_some(),
+        "response_filter runs on plugin answers too"
+    );
+    assert_eq!(
+        up.requests.load(Ordering::SeqCst),
+        before,
+        "upstream not called"
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 fn config(a: u16, b: u16, version: usize) -> String {
     // Both versions route /svc; they differ in where and in an extra route,
     // so every reload really swaps a different compiled config.
-    let port = if version % 2 == 0 { a } else { b };
+    let port = if version.is_multiple_of(2) { a } else { b };
     format!(
         r#"
 _format_version: "3.0"
@@ -44,7 +44,9 @@ async fn reload_every_100ms_under_load_drops_nothing() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let req = http::Request::get(gw.url("/svc/x")).body(full("")).expect("req");
+                let req = http::Request::get(gw.url("/svc/x"))
+                    .body(full(""))
+                    .expect("req");
                 match c.request(req).await {
                     Ok(resp) if resp.status() == 200 => {
                         let _ = read(resp).await;
@@ -66,7 +68,12 @@ async fn reload_every_100ms_under_load_drops_nothing() {
     let mut reloads = 0;
     for v in 1..=30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let r = post(&gw.admin_url("/config"), "application/x-yaml", config(a.port(), b.port(), v)).await;
+        let r = post(
+            &gw.admin_url("/config"),
+            "application/x-yaml",
+            config(a.port(), b.port(), v),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.text());
         reloads += 1;
     }
@@ -79,5 +86,8 @@ async fn reload_every_100ms_under_load_drops_nothing() {
     assert_eq!(reloads, 30);
     assert!(ok > 100, "load actually ran: {ok}");
     assert_eq!(failed, 0);
-    assert!(a.requests.load(Ordering::Relaxed) > 0 && b.requests.load(Ordering::Relaxed) > 0, "both versions served");
+    assert!(
+        a.requests.load(Ordering::Relaxed) > 0 && b.requests.load(Ordering::Relaxed) > 0,
+        "both versions served"
+    );
 }

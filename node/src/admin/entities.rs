@@ -10,7 +10,14 @@ use gateway_config::{Config, Meta};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const COLLECTIONS: &[&str] = &["services", "routes", "upstreams", "consumers", "plugins", "targets"];
+const COLLECTIONS: &[&str] = &[
+    "services",
+    "routes",
+    "upstreams",
+    "consumers",
+    "plugins",
+    "targets",
+];
 
 pub fn is_collection(s: &str) -> bool {
     COLLECTIONS.contains(&s)
@@ -30,7 +37,14 @@ pub fn entity_id(kind: &str, meta: &Meta, name: Option<&str>, index: usize) -> S
     }
     let d = h.finalize();
     let x: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 fn service_id(c: &Config, i: usize) -> String {
@@ -47,7 +61,12 @@ fn upstream_id(c: &Config, i: usize) -> String {
 }
 fn consumer_id(c: &Config, i: usize) -> String {
     let u = &c.consumers[i];
-    entity_id("consumer", &u.meta, u.username.as_deref().or(u.custom_id.as_deref()), i)
+    entity_id(
+        "consumer",
+        &u.meta,
+        u.username.as_deref().or(u.custom_id.as_deref()),
+        i,
+    )
 }
 fn plugin_id(c: &Config, i: usize) -> String {
     entity_id("plugin", &c.plugins[i].meta, None, i)
@@ -175,7 +194,12 @@ fn page(data: Vec<Value>) -> Value {
 }
 
 /// Find an entity index by id or name.
-fn find(n: usize, key: &str, id: impl Fn(usize) -> String, name: impl Fn(usize) -> Option<String>) -> Option<usize> {
+fn find(
+    n: usize,
+    key: &str,
+    id: impl Fn(usize) -> String,
+    name: impl Fn(usize) -> Option<String>,
+) -> Option<usize> {
     (0..n).find(|&i| id(i) == key || name(i).as_deref() == Some(key))
 }
 
@@ -185,25 +209,44 @@ pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
     match (kind, rest) {
         ("services", []) => Some(page((0..c.services.len()).map(|i| service(c, i)).collect())),
         ("services", [key, tail @ ..]) => {
-            let i = find(c.services.len(), key, |i| service_id(c, i), |i| c.services[i].name.clone())?;
+            let i = find(
+                c.services.len(),
+                key,
+                |i| service_id(c, i),
+                |i| c.services[i].name.clone(),
+            )?;
             match tail {
                 [] => Some(service(c, i)),
                 ["routes"] => Some(page(
-                    (0..c.routes.len()).filter(|&r| c.routes[r].service == Some(i)).map(|r| route(c, r)).collect(),
+                    (0..c.routes.len())
+                        .filter(|&r| c.routes[r].service == Some(i))
+                        .map(|r| route(c, r))
+                        .collect(),
                 )),
                 ["plugins"] => Some(page(
-                    (0..c.plugins.len()).filter(|&p| c.plugins[p].service == Some(i)).map(|p| plugin(c, p)).collect(),
+                    (0..c.plugins.len())
+                        .filter(|&p| c.plugins[p].service == Some(i))
+                        .map(|p| plugin(c, p))
+                        .collect(),
                 )),
                 _ => None,
             }
         }
         ("routes", []) => Some(page((0..c.routes.len()).map(|i| route(c, i)).collect())),
         ("routes", [key, tail @ ..]) => {
-            let i = find(c.routes.len(), key, |i| route_id(c, i), |i| c.routes[i].name.clone())?;
+            let i = find(
+                c.routes.len(),
+                key,
+                |i| route_id(c, i),
+                |i| c.routes[i].name.clone(),
+            )?;
             match tail {
                 [] => Some(route(c, i)),
                 ["plugins"] => Some(page(
-                    (0..c.plugins.len()).filter(|&p| c.plugins[p].route == Some(i)).map(|p| plugin(c, p)).collect(),
+                    (0..c.plugins.len())
+                        .filter(|&p| c.plugins[p].route == Some(i))
+                        .map(|p| plugin(c, p))
+                        .collect(),
                 )),
                 ["service"] => c.routes[i].service.map(|s| service(c, s)),
                 _ => None,
@@ -211,28 +254,57 @@ pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
         }
         ("upstreams", []) => {
             let decl = c.to_declarative();
-            Some(page((0..c.upstreams.len()).map(|i| upstream(c, i, &decl)).collect()))
+            Some(page(
+                (0..c.upstreams.len())
+                    .map(|i| upstream(c, i, &decl))
+                    .collect(),
+            ))
         }
         ("upstreams", [key, tail @ ..]) => {
-            let i = find(c.upstreams.len(), key, |i| upstream_id(c, i), |i| Some(c.upstreams[i].name.clone()))?;
+            let i = find(
+                c.upstreams.len(),
+                key,
+                |i| upstream_id(c, i),
+                |i| Some(c.upstreams[i].name.clone()),
+            )?;
             match tail {
                 [] => Some(upstream(c, i, &c.to_declarative())),
                 ["targets"] => Some(page(targets(c, i))),
-                ["health"] => snap.balancers.upstream(&c.upstreams[i].name).map(|b| b.health_report()),
+                ["health"] => snap
+                    .balancers
+                    .upstream(&c.upstreams[i].name)
+                    .map(|b| b.health_report()),
                 _ => None,
             }
         }
-        ("targets", []) => Some(page((0..c.upstreams.len()).flat_map(|i| targets(c, i)).collect())),
-        ("consumers", []) => Some(page((0..c.consumers.len()).map(|i| consumer(c, i)).collect())),
+        ("targets", []) => Some(page(
+            (0..c.upstreams.len()).flat_map(|i| targets(c, i)).collect(),
+        )),
+        ("consumers", []) => Some(page(
+            (0..c.consumers.len()).map(|i| consumer(c, i)).collect(),
+        )),
         ("consumers", [key]) => {
-            let i = find(c.consumers.len(), key, |i| consumer_id(c, i), |i| {
-                c.consumers[i].username.clone().or_else(|| c.consumers[i].custom_id.clone())
-            })?;
+            let i = find(
+                c.consumers.len(),
+                key,
+                |i| consumer_id(c, i),
+                |i| {
+                    c.consumers[i]
+                        .username
+                        .clone()
+                        .or_else(|| c.consumers[i].custom_id.clone())
+                },
+            )?;
             Some(consumer(c, i))
         }
         ("plugins", []) => Some(page((0..c.plugins.len()).map(|i| plugin(c, i)).collect())),
         ("plugins", [key]) => {
-            let i = find(c.plugins.len(), key, |i| plugin_id(c, i), |i| c.plugins[i].instance_name.clone())?;
+            let i = find(
+                c.plugins.len(),
+                key,
+                |i| plugin_id(c, i),
+                |i| c.plugins[i].instance_name.clone(),
+            )?;
             Some(plugin(c, i))
         }
         _ => None,
@@ -247,11 +319,18 @@ mod tests {
     fn derived_ids_are_stable_and_uuid_shaped() {
         let m = Meta::default();
         let a = entity_id("service", &m, Some("foo"), 0);
-        assert_eq!(a, entity_id("service", &m, Some("foo"), 7), "name wins over position");
+        assert_eq!(
+            a,
+            entity_id("service", &m, Some("foo"), 7),
+            "name wins over position"
+        );
         assert_ne!(a, entity_id("route", &m, Some("foo"), 0));
         assert_eq!(a.len(), 36);
         assert_eq!(a.matches('-').count(), 4);
-        let given = Meta { id: Some("abc".into()), tags: vec![] };
+        let given = Meta {
+            id: Some("abc".into()),
+            tags: vec![],
+        };
         assert_eq!(entity_id("service", &given, Some("foo"), 0), "abc");
     }
 }

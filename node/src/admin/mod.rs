@@ -18,7 +18,7 @@ mod entities;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::handler::Stats;
-use crate::snapshot::{ApplyError, Applied, LiveConfig};
+use crate::snapshot::{Applied, ApplyError, LiveConfig};
 use bytes::Bytes;
 use gateway_config::SourceFile;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -64,7 +64,9 @@ impl Admin {
                     None => message(StatusCode::NOT_FOUND, "Not found"),
                 }
             }
-            (_, [kind, ..]) if entities::is_collection(kind) || *kind == "config" || *kind == "status" => {
+            (_, [kind, ..])
+                if entities::is_collection(kind) || *kind == "config" || *kind == "status" =>
+            {
                 message(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
             }
             _ => message(StatusCode::NOT_FOUND, "Not found"),
@@ -119,19 +121,25 @@ impl Admin {
     fn get_config(&self) -> Response<ProxyBody> {
         let snap = self.live.current();
         let text = serde_json::to_string_pretty(&snap.config.to_declarative()).unwrap_or_default();
-        json_response(StatusCode::OK, &json!({ "config": text, "configuration_hash": snap.hash }))
+        json_response(
+            StatusCode::OK,
+            &json!({ "config": text, "configuration_hash": snap.hash }),
+        )
     }
 
     async fn post_config(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let check_hash = req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "check_hash=1" || kv == "check_hash=true"));
+        let check_hash = req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "check_hash=1" || kv == "check_hash=true")
+        });
         let text = match read_config_body(req, self.max_config_bytes).await {
             Ok(t) => t,
             Err((status, msg)) => return message(status, &msg),
         };
-        let files = [SourceFile { name: "config".into(), text }];
+        let files = [SourceFile {
+            name: "config".into(),
+            text,
+        }];
         let config = match self.live.parse(&files) {
             Ok(c) => c,
             Err(errors) => return invalid_config(&errors),
@@ -184,7 +192,10 @@ fn invalid_config(errors: &gateway_config::ConfigErrors) -> Response<ProxyBody> 
 /// The config text of a `POST /config` body: multipart or urlencoded
 /// `config` field (Kong's `curl -F config=@kong.yml`), a JSON object
 /// `{"config": ...}`, or the declarative config itself (YAML or JSON).
-async fn read_config_body(req: Request<Incoming>, limit: usize) -> Result<String, (StatusCode, String)> {
+async fn read_config_body(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<String, (StatusCode, String)> {
     // The multipart boundary is case-sensitive: keep the original text.
     let content_type_raw = req
         .headers()
@@ -193,7 +204,12 @@ async fn read_config_body(req: Request<Incoming>, limit: usize) -> Result<String
         .unwrap_or("")
         .to_owned();
     let content_type = content_type_raw.to_ascii_lowercase();
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("configuration exceeds {limit} bytes"));
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("configuration exceeds {limit} bytes"),
+        )
+    };
     if content_type.starts_with("multipart/form-data") {
         let boundary = multer::parse_boundary(&content_type_raw)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart body: {e}")))?;
@@ -205,30 +221,45 @@ async fn read_config_body(req: Request<Incoming>, limit: usize) -> Result<String
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart body: {e}")))?
         {
             if field.name() == Some("config") {
-                return field
-                    .text()
-                    .await
-                    .map_err(|e| (StatusCode::BAD_REQUEST, format!("multipart field config: {e}")));
+                return field.text().await.map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("multipart field config: {e}"),
+                    )
+                });
             }
         }
-        return Err((StatusCode::BAD_REQUEST, "multipart body has no `config` field".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "multipart body has no `config` field".into(),
+        ));
     }
     let bytes = Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_large()
             } else {
                 (StatusCode::BAD_REQUEST, format!("reading body: {e}"))
             }
         })?
         .to_bytes();
-    let text = String::from_utf8(bytes.to_vec())
-        .map_err(|_| (StatusCode::BAD_REQUEST, "configuration is not valid UTF-8".to_owned()))?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            "configuration is not valid UTF-8".to_owned(),
+        )
+    })?;
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        return form_urlencoded_config(&text)
-            .ok_or_else(|| (StatusCode::BAD_REQUEST, "form body has no `config` field".into()));
+        return form_urlencoded_config(&text).ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                "form body has no `config` field".into(),
+            )
+        });
     }
     if content_type.starts_with("application/json") {
         if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&text) {
@@ -278,7 +309,11 @@ fn percent_decode_form(s: &str) -> String {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -302,7 +337,10 @@ mod tests {
 
     #[test]
     fn form_decoding() {
-        assert_eq!(form_urlencoded_config("a=1&config=x%3A+1%0A").as_deref(), Some("x: 1\n"));
+        assert_eq!(
+            form_urlencoded_config("a=1&config=x%3A+1%0A").as_deref(),
+            Some("x: 1\n")
+        );
         assert_eq!(form_urlencoded_config("a=1"), None);
         assert_eq!(percent_decode_form("%zz%4"), "%zz%4");
     }

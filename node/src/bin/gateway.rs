@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "A GitOps API gateway node that speaks Kong's declarative config")]
+#[command(
+    name = "gateway",
+    version,
+    about = "A GitOps API gateway node that speaks Kong's declarative config"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `gateway_node=debug`.
     #[arg(long, env = "GATEWAY_LOG", default_value = "info", global = true)]
@@ -82,7 +86,13 @@ struct ServeArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Declarative config file(s) (Kong `_format_version: "3.0"`), merged.
-    #[arg(long, short = 'c', env = "GATEWAY_CONFIG", required = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        short = 'c',
+        env = "GATEWAY_CONFIG",
+        required = true,
+        value_delimiter = ','
+    )]
     config: Vec<PathBuf>,
     #[command(flatten)]
     serve: ServeArgs,
@@ -125,7 +135,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -138,7 +150,10 @@ fn read_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Vec<String>> {
     let mut errors = Vec::new();
     for p in paths {
         match std::fs::read_to_string(p) {
-            Ok(text) => files.push(SourceFile { name: p.display().to_string(), text }),
+            Ok(text) => files.push(SourceFile {
+                name: p.display().to_string(),
+                text,
+            }),
             Err(e) => errors.push(format!("{}:0:0: cannot read file: {e}", p.display())),
         }
     }
@@ -182,14 +197,19 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
 }
 
 fn secs(what: &str, v: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{what}: {v} is not a valid number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("--{what}: {v} is not a valid number of seconds"))
 }
 
 fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
     if a.max_header_size < 8192 {
-        bail!("--max-header-size must be at least 8192 bytes (got {})", a.max_header_size);
+        bail!(
+            "--max-header-size must be at least 8192 bytes (got {})",
+            a.max_header_size
+        );
     }
-    let trusted = TrustedProxies::parse(&a.trusted_ips).map_err(|e| anyhow::anyhow!("--trusted-ips: {e}"))?;
+    let trusted =
+        TrustedProxies::parse(&a.trusted_ips).map_err(|e| anyhow::anyhow!("--trusted-ips: {e}"))?;
     let mut opts = NodeOptions {
         proxy_listen: a.proxy_listen,
         admin_listen: a.admin_listen,
@@ -227,13 +247,16 @@ async fn run(args: RunArgs) -> Result<()> {
     let paths = args.config.clone();
     let reload_live = live.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         while hup.recv().await.is_some() {
             match load_into(&reload_live, &paths).await {
                 Ok(()) => tracing::info!("reloaded configuration on SIGHUP"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP reload rejected; keeping the current configuration"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP reload rejected; keeping the current configuration")
+                }
             }
         }
     });
@@ -246,7 +269,10 @@ async fn run(args: RunArgs) -> Result<()> {
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -282,8 +308,12 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
     println!("demo services: foo on {foo}, bar on {bar}");
     println!();
     println!("Try:");
-    println!("  curl -i http://{p}/foo        # -> {{\"msg\":\"Hello from the foo microservice\"}}");
-    println!("  curl -i http://{p}/bar        # -> {{\"msg\":\"Hello from the bar microservice\"}}");
+    println!(
+        "  curl -i http://{p}/foo        # -> {{\"msg\":\"Hello from the foo microservice\"}}"
+    );
+    println!(
+        "  curl -i http://{p}/bar        # -> {{\"msg\":\"Hello from the bar microservice\"}}"
+    );
     println!("  curl -i http://{p}/nothing    # -> 404 {{\"message\":\"no Route matched with those values\"}}");
     println!("  curl -s http://{a}/routes     # the routes being served");
     println!("  curl -s http://{a}/status     # configuration_hash and counters");

@@ -23,7 +23,8 @@ pub fn demo_config(foo_port: u16, bar_port: u16) -> String {
 pub async fn start_service(name: &'static str, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let body = serde_json::json!({ "msg": format!("Hello from the {name} microservice") }).to_string();
+    let body =
+        serde_json::json!({ "msg": format!("Hello from the {name} microservice") }).to_string();
     tokio::spawn(serve(
         listener,
         HttpLimits::default(),

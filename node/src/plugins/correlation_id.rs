@@ -38,7 +38,14 @@ fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl PluginFactory for Factory {
@@ -50,9 +57,11 @@ impl PluginFactory for Factory {
     }
     fn check(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConfigIssues> {
         let mut issues = Vec::new();
-        let Some(obj) =
-            schema::object(config, &["header_name", "generator", "echo_downstream"], &mut issues)
-        else {
+        let Some(obj) = schema::object(
+            config,
+            &["header_name", "generator", "echo_downstream"],
+            &mut issues,
+        ) else {
             return Err(issues);
         };
         let header = schema::string(obj, "header_name", Some("Kong-Request-ID"), &mut issues);

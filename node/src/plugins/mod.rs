@@ -74,11 +74,7 @@ pub trait Plugin: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Inspect or change the client request; may answer it directly.
-    async fn request_filter(
-        &self,
-        _req: &mut http::request::Parts,
-        _ctx: &mut RequestCtx,
-    ) -> Flow {
+    async fn request_filter(&self, _req: &mut http::request::Parts, _ctx: &mut RequestCtx) -> Flow {
         Flow::Continue
     }
 
@@ -122,7 +118,9 @@ impl Default for PluginRegistry {
 impl PluginRegistry {
     /// All built-in plugins.
     pub fn builtin() -> Self {
-        let mut r = PluginRegistry { factories: BTreeMap::new() };
+        let mut r = PluginRegistry {
+            factories: BTreeMap::new(),
+        };
         r.register(Box::new(correlation_id::Factory));
         r.register(Box::new(request_termination::Factory));
         r
@@ -180,7 +178,7 @@ impl PluginRegistry {
                 .values()
                 .filter_map(|(_, pi)| instances[*pi].clone())
                 .collect();
-            chain.sort_by(|a, b| b.0.cmp(&a.0));
+            chain.sort_by_key(|e| std::cmp::Reverse(e.0));
             per_route.push(Arc::from(
                 chain.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
             ));
@@ -193,7 +191,7 @@ impl PluginRegistry {
             .filter_map(|(pi, _)| instances[pi].clone())
             .collect();
         let mut global = global;
-        global.sort_by(|a, b| b.0.cmp(&a.0));
+        global.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(PluginChains {
             per_route,
             global: Arc::from(global.into_iter().map(|(_, p)| p).collect::<Vec<_>>()),
@@ -223,7 +221,10 @@ pub struct PluginChains {
 
 impl PluginChains {
     pub fn empty() -> Self {
-        PluginChains { per_route: Vec::new(), global: Arc::from(Vec::new()) }
+        PluginChains {
+            per_route: Vec::new(),
+            global: Arc::from(Vec::new()),
+        }
     }
     pub fn for_route(&self, route: Option<RouteIdx>) -> &Chain {
         route

@@ -18,7 +18,14 @@ struct RequestTermination {
     trigger: Option<String>,
 }
 
-const FIELDS: &[&str] = &["status_code", "message", "body", "content_type", "echo", "trigger"];
+const FIELDS: &[&str] = &[
+    "status_code",
+    "message",
+    "body",
+    "content_type",
+    "echo",
+    "trigger",
+];
 
 impl PluginFactory for Factory {
     fn name(&self) -> &'static str {
@@ -39,13 +46,19 @@ impl PluginFactory for Factory {
         let echo = schema::boolean(obj, "echo", false, &mut issues);
         let trigger = schema::string(obj, "trigger", None, &mut issues);
         if message.is_some() && body.is_some() {
-            issues.push(("message".into(), "message and body are mutually exclusive".into()));
+            issues.push((
+                "message".into(),
+                "message and body are mutually exclusive".into(),
+            ));
         }
         if content_type.is_some() && body.is_none() {
             issues.push(("content_type".into(), "content_type requires body".into()));
         }
         if echo {
-            issues.push(("echo".into(), "echo is not supported by this version".into()));
+            issues.push((
+                "echo".into(),
+                "echo is not supported by this version".into(),
+            ));
         }
         if !issues.is_empty() {
             return Err(issues);
@@ -59,7 +72,9 @@ impl PluginFactory for Factory {
         let code = config["status_code"].as_u64().unwrap_or(503) as u16;
         let status = http::StatusCode::from_u16(code).map_err(|e| e.to_string())?;
         let (body, content_type) = if let Some(b) = config["body"].as_str() {
-            let ct = config["content_type"].as_str().unwrap_or("application/json; charset=utf-8");
+            let ct = config["content_type"]
+                .as_str()
+                .unwrap_or("application/json; charset=utf-8");
             (b.to_owned(), ct.to_owned())
         } else {
             let msg = config["message"]
@@ -90,7 +105,8 @@ impl Plugin for RequestTermination {
         if let Some(t) = &self.trigger {
             let in_header = req.headers.contains_key(t.as_str());
             let in_query = req.uri.query().is_some_and(|q| {
-                q.split('&').any(|kv| kv.split('=').next() == Some(t.as_str()))
+                q.split('&')
+                    .any(|kv| kv.split('=').next() == Some(t.as_str()))
             });
             if !in_header && !in_query {
                 return Flow::Continue;

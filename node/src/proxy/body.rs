@@ -29,7 +29,9 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete in-memory body.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -61,9 +63,7 @@ pub enum BodyError {
 }
 
 /// Finds a `BodyError` in an error's source chain.
-pub fn find_body_error<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a BodyError> {
+pub fn find_body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(b) = e.downcast_ref::<BodyError>() {
@@ -87,7 +87,11 @@ pin_project! {
 
 impl<B> Limited<B> {
     pub fn new(inner: B, limit: u64) -> Self {
-        Limited { inner, remaining: limit, limit }
+        Limited {
+            inner,
+            remaining: limit,
+            limit,
+        }
     }
 }
 
@@ -203,7 +207,10 @@ pin_project! {
 
 impl<B: Body, F: FnOnce()> OnEnd<B, F> {
     pub fn new(inner: B, on_end: F) -> Self {
-        let mut this = OnEnd { inner, on_end: Some(on_end) };
+        let mut this = OnEnd {
+            inner,
+            on_end: Some(on_end),
+        };
         if this.inner.is_end_stream() {
             if let Some(f) = this.on_end.take() {
                 f();
@@ -271,8 +278,14 @@ mod tests {
     #[tokio::test]
     async fn limited_passes_up_to_the_limit_and_fails_past_it() {
         let ok = Limited::new(chunks(&["ab", "cd"]), 4).collect().await;
-        assert_eq!(ok.map(|c| c.to_bytes()).ok(), Some(Bytes::from_static(b"abcd")));
-        let err = Limited::new(chunks(&["ab", "cde"]), 4).collect().await.err();
+        assert_eq!(
+            ok.map(|c| c.to_bytes()).ok(),
+            Some(Bytes::from_static(b"abcd"))
+        );
+        let err = Limited::new(chunks(&["ab", "cde"]), 4)
+            .collect()
+            .await
+            .err();
         let err = err.expect("must fail past the limit");
         assert!(matches!(
             find_body_error(err.as_ref()),
@@ -285,11 +298,20 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
         let body = StreamBody::new(tokio_stream_from(rx));
         let mut body = Box::pin(IdleTimeout::new(body, Duration::from_secs(5), "read"));
-        tx.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.ok();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+            .await
+            .ok();
         assert!(body.frame().await.expect("frame").is_ok());
         // No more frames: paused time auto-advances to the deadline.
-        let err = body.frame().await.expect("an error item").err().expect("error");
-        assert!(matches!(find_body_error(err.as_ref()), Some(BodyError::Idle(_, "read"))));
+        let err = body
+            .frame()
+            .await
+            .expect("an error item")
+            .expect_err("error");
+        assert!(matches!(
+            find_body_error(err.as_ref()),
+            Some(BodyError::Idle(_, "read"))
+        ));
         drop(tx);
     }
 

@@ -49,7 +49,9 @@ impl GatewayError {
             GatewayError::BadRequest => "Bad request",
             GatewayError::BadPath => "Bad request: invalid path",
             GatewayError::BodyTooLarge => "Request size limit exceeded",
-            GatewayError::UpstreamFailed => "An invalid response was received from the upstream server",
+            GatewayError::UpstreamFailed => {
+                "An invalid response was received from the upstream server"
+            }
             GatewayError::NoHealthyUpstream => "failure to get a peer from the ring-balancer",
             GatewayError::UpstreamTimeout => "The upstream server is timing out",
             GatewayError::HttpsRequired(_) => "Please use HTTPS protocol",
@@ -89,7 +91,8 @@ mod tests {
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()[REQUEST_ID_HEADER], "abc123");
         let body = resp.into_body().collect().await.map(|c| c.to_bytes()).ok();
-        let v: serde_json::Value = serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
         assert_eq!(v["message"], "no Route matched with those values");
         assert_eq!(v["request_id"], "abc123");
     }

@@ -34,11 +34,9 @@ impl TrustedProxies {
                 .map_err(|_| format!("trusted ip {item:?}: not an IP address or CIDR"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len = match len {
-                Some(l) => l
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= max)
-                    .ok_or_else(|| format!("trusted ip {item:?}: prefix length must be 0..={max}"))?,
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                    format!("trusted ip {item:?}: prefix length must be 0..={max}")
+                })?,
                 None => max,
             };
             nets.push((ip, len));
@@ -57,7 +55,11 @@ impl TrustedProxies {
                 u32::from(*n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if *len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 u128::from(*n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -115,7 +117,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     headers.remove(header::TE);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -165,11 +170,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, c: &ClientSide<'_>) {
         }
     }
     if !keep(headers, "x-forwarded-port") {
-        let port = c
-            .host
-            .and_then(port_of)
-            .unwrap_or(c.local_port)
-            .to_string();
+        let port = c.host.and_then(port_of).unwrap_or(c.local_port).to_string();
         set(headers, "x-forwarded-port", &port);
     }
     if !keep(headers, "x-forwarded-prefix") {
@@ -231,16 +232,28 @@ mod tests {
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxies::parse("nope").is_err());
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7, 10.0.0.5"));
-        assert_eq!(t.client_ip("127.0.0.1".parse().unwrap(), &h).to_string(), "203.0.113.7");
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.5"),
+        );
+        assert_eq!(
+            t.client_ip("127.0.0.1".parse().unwrap(), &h).to_string(),
+            "203.0.113.7"
+        );
         // An untrusted peer's claims are ignored.
-        assert_eq!(t.client_ip("198.51.100.1".parse().unwrap(), &h).to_string(), "198.51.100.1");
+        assert_eq!(
+            t.client_ip("198.51.100.1".parse().unwrap(), &h).to_string(),
+            "198.51.100.1"
+        );
     }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers, deflate"));
@@ -281,7 +294,10 @@ mod tests {
     fn forwarded_headers_from_trusted_proxy_are_kept() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        h.insert("x-forwarded-host", HeaderValue::from_static("public.example.com"));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("public.example.com"),
+        );
         h.insert("x-forwarded-port", HeaderValue::from_static("443"));
         let c = ClientSide {
             peer: "127.0.0.1:5000".parse().unwrap(),

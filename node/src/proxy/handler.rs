@@ -14,7 +14,9 @@
 //! ```
 
 use crate::plugins::{Chain, Flow, RequestCtx, RequestSummary};
-use crate::proxy::body::{self, find_body_error, BodyError, BoxError, IdleTimeout, Limited, OnEnd, ProxyBody};
+use crate::proxy::body::{
+    self, find_body_error, BodyError, BoxError, IdleTimeout, Limited, OnEnd, ProxyBody,
+};
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
 use crate::proxy::forward::{self, ClientSide, TrustedProxies};
 use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, Wire};
@@ -99,7 +101,11 @@ impl Proxy {
 
     /// Handle one client request. Never panics on input; every failure is
     /// a response.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<ProxyBody> {
         self.stats.total_requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let request_id = self.next_request_id();
@@ -107,7 +113,8 @@ impl Proxy {
         if let Err(why) = check_framing(&req) {
             tracing::debug!(request_id, peer = %conn.peer, why, "rejected request framing");
             let mut resp = error_response(GatewayError::BadRequest, &request_id);
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return resp;
         }
         let limit = self.settings.max_body_size;
@@ -115,14 +122,18 @@ impl Proxy {
             if let Some(len) = content_length(req.headers()) {
                 if len > limit {
                     let mut resp = error_response(GatewayError::BodyTooLarge, &request_id);
-                    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     return resp;
                 }
             }
         }
 
         let snap = self.live.current();
-        let client_ip = self.settings.trusted.client_ip(conn.peer.ip(), req.headers());
+        let client_ip = self
+            .settings
+            .trusted
+            .client_ip(conn.peer.ip(), req.headers());
         let mut ctx = RequestCtx {
             request_id,
             client_addr: SocketAddr::new(client_ip, conn.peer.port()),
@@ -148,7 +159,10 @@ impl Proxy {
             upstream_addr,
             duration: started.elapsed(),
         };
-        let body = body::boxed(LogOnDrop { inner: body, log: Some((chain, ctx, summary)) });
+        let body = body::boxed(LogOnDrop {
+            inner: body,
+            log: Some((chain, ctx, summary)),
+        });
         Response::from_parts(parts, body)
     }
 
@@ -162,7 +176,13 @@ impl Proxy {
         let no_chain = snap.plugins.for_route(None).clone();
         let path = match gateway_router::normalize_path(req.uri().path()) {
             Ok(p) => p.into_owned(),
-            Err(_) => return (error_response(GatewayError::BadPath, &ctx.request_id), None, no_chain),
+            Err(_) => {
+                return (
+                    error_response(GatewayError::BadPath, &ctx.request_id),
+                    None,
+                    no_chain,
+                )
+            }
         };
         let host_owned = request_host(&req).map(str::to_owned);
         let found = snap.router.find(&gateway_router::RequestView {
@@ -183,25 +203,45 @@ impl Proxy {
             }
         }
         let (Some(m), Some(route_idx)) = (found, route_idx) else {
-            return (error_response(GatewayError::NoRoute, &ctx.request_id), None, chain);
+            return (
+                error_response(GatewayError::NoRoute, &ctx.request_id),
+                None,
+                chain,
+            );
         };
         let route = &snap.config.routes[route_idx];
 
         let scheme = if conn.tls { "https" } else { "http" };
         if !conn.tls
-            && !route.protocols.iter().any(|p| matches!(p, Protocol::Http | Protocol::Grpc))
+            && !route
+                .protocols
+                .iter()
+                .any(|p| matches!(p, Protocol::Http | Protocol::Grpc))
         {
-            let resp = https_redirect(route.https_redirect_status_code, host_owned.as_deref(), &parts.uri, &ctx.request_id);
+            let resp = https_redirect(
+                route.https_redirect_status_code,
+                host_owned.as_deref(),
+                &parts.uri,
+                &ctx.request_id,
+            );
             return (resp, None, chain);
         }
         let Some(svc_idx) = route.service else {
-            return (error_response(GatewayError::NoService, &ctx.request_id), None, chain);
+            return (
+                error_response(GatewayError::NoService, &ctx.request_id),
+                None,
+                chain,
+            );
         };
         ctx.service = Some(svc_idx);
         let service = &snap.config.services[svc_idx];
         let srt = &snap.services[svc_idx];
         let Some(balancer) = snap.balancers.for_service(svc_idx) else {
-            return (error_response(GatewayError::NoService, &ctx.request_id), None, chain);
+            return (
+                error_response(GatewayError::NoService, &ctx.request_id),
+                None,
+                chain,
+            );
         };
 
         // Upstream request line and headers.
@@ -212,7 +252,8 @@ impl Proxy {
             route.strip_path,
             route.path_handling,
         );
-        let stripped = (route.strip_path && m.matched_path_len > 0).then(|| &path[..m.matched_path_len]);
+        let stripped =
+            (route.strip_path && m.matched_path_len > 0).then(|| &path[..m.matched_path_len]);
         let path_and_query = match parts.uri.query() {
             Some(q) => format!("{up_path}?{q}"),
             None => up_path,
@@ -247,7 +288,8 @@ impl Proxy {
 
         // The body, with the client-side limits as layers.
         let mut body: Option<ProxyBody> = Some(wrap_request_body(body, &self.settings));
-        let replayable = body.as_ref().is_some_and(|b| b.is_end_stream()) && is_idempotent(&parts.method);
+        let replayable =
+            body.as_ref().is_some_and(|b| b.is_end_stream()) && is_idempotent(&parts.method);
 
         let mut tried: Vec<SocketAddr> = Vec::new();
         let attempts = srt.retries.saturating_add(1);
@@ -267,20 +309,38 @@ impl Proxy {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(request_id = %ctx.request_id, error = %e, "no upstream peer");
-                    let err = if tried.is_empty() { GatewayError::NoHealthyUpstream } else { last_err };
+                    let err = if tried.is_empty() {
+                        GatewayError::NoHealthyUpstream
+                    } else {
+                        last_err
+                    };
                     return (error_response(err, &ctx.request_id), None, chain);
                 }
             };
             let addr = peer.addr;
             tried.push(addr);
-            let key = PoolKey { addr, wire: srt.wire };
+            let key = PoolKey {
+                addr,
+                wire: srt.wire,
+            };
             let conn_up = match self.pool.checkout(key, srt.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     let timeout = e.is_timeout();
-                    balancer.report(&peer, if timeout { Outcome::Timeout } else { Outcome::TcpFailure });
+                    balancer.report(
+                        &peer,
+                        if timeout {
+                            Outcome::Timeout
+                        } else {
+                            Outcome::TcpFailure
+                        },
+                    );
                     tracing::warn!(request_id = %ctx.request_id, upstream = %addr, attempt, error = %e, "upstream connect failed");
-                    last_err = if timeout { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamFailed };
+                    last_err = if timeout {
+                        GatewayError::UpstreamTimeout
+                    } else {
+                        GatewayError::UpstreamFailed
+                    };
                     continue;
                 }
             };
@@ -291,7 +351,9 @@ impl Proxy {
             };
             let mut up_parts = clone_parts(&parts);
             let host_value = if route.preserve_host {
-                host_owned.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+                host_owned
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok())
             } else {
                 srt.host_header.clone().or_else(|| {
                     let h = if peer.port == 80 || peer.port == 443 {
@@ -314,7 +376,11 @@ impl Proxy {
                 }
             };
             let Ok(uri) = uri else {
-                return (error_response(GatewayError::BadPath, &ctx.request_id), None, chain);
+                return (
+                    error_response(GatewayError::BadPath, &ctx.request_id),
+                    None,
+                    chain,
+                );
             };
             up_parts.uri = uri;
             match srt.wire {
@@ -330,14 +396,25 @@ impl Proxy {
                 }
             }
             let progress = Arc::new(Progress::default());
-            let tracked = Tracked { inner: req_body, progress: progress.clone() };
+            let tracked = Tracked {
+                inner: req_body,
+                progress: progress.clone(),
+            };
             let up_req = Request::from_parts(up_parts, body::boxed(tracked));
 
-            let sent = send(conn_up, up_req, &progress, srt.write_timeout, srt.read_timeout).await;
+            let sent = send(
+                conn_up,
+                up_req,
+                &progress,
+                srt.write_timeout,
+                srt.read_timeout,
+            )
+            .await;
             match sent {
                 Ok((resp, pooled)) => {
                     balancer.report(&peer, Outcome::Response(resp.status().as_u16()));
-                    let resp = self.finish_response(resp, pooled, peer, client_upgrade, srt.read_timeout);
+                    let resp =
+                        self.finish_response(resp, pooled, peer, client_upgrade, srt.read_timeout);
                     return (resp, Some(addr), chain);
                 }
                 Err(SendFailure::NotSent(req_back)) => {
@@ -354,13 +431,22 @@ impl Proxy {
                             BodyError::Idle(..) | BodyError::Client(_) => GatewayError::BadRequest,
                         };
                         let mut resp = error_response(err, &ctx.request_id);
-                        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
                         return (resp, Some(addr), chain);
                     }
-                    let outcome = if kind == FailKind::Timeout { Outcome::Timeout } else { Outcome::TcpFailure };
+                    let outcome = if kind == FailKind::Timeout {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::TcpFailure
+                    };
                     balancer.report(&peer, outcome);
                     tracing::warn!(request_id = %ctx.request_id, upstream = %addr, attempt, error = %e, "upstream request failed");
-                    last_err = if kind == FailKind::Timeout { GatewayError::UpstreamTimeout } else { GatewayError::UpstreamFailed };
+                    last_err = if kind == FailKind::Timeout {
+                        GatewayError::UpstreamTimeout
+                    } else {
+                        GatewayError::UpstreamFailed
+                    };
                     if replayable {
                         body = Some(body::empty());
                         continue;
@@ -369,7 +455,11 @@ impl Proxy {
                 }
             }
         }
-        (error_response(last_err, &ctx.request_id), tried.last().copied(), chain)
+        (
+            error_response(last_err, &ctx.request_id),
+            tried.last().copied(),
+            chain,
+        )
     }
 
     fn finish_response(
@@ -432,7 +522,7 @@ enum FailKind {
 
 enum SendFailure {
     /// The request never left: it comes back to be retried elsewhere.
-    NotSent(Request<ProxyBody>),
+    NotSent(Box<Request<ProxyBody>>),
     Failed(FailKind, BoxError),
 }
 
@@ -449,7 +539,11 @@ async fn send(
     read_timeout: Duration,
 ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
     match conn {
-        Conn::Http1 { mut sender, key, reused } => {
+        Conn::Http1 {
+            mut sender,
+            key,
+            reused,
+        } => {
             let fut = sender.try_send_request(req);
             let result = tokio::select! {
                 r = fut => r,
@@ -460,8 +554,11 @@ async fn send(
             match result {
                 Ok(resp) => Ok((resp, Some((key, sender)))),
                 Err(mut e) => match e.take_message() {
-                    Some(req) if reused => Err(SendFailure::NotSent(req)),
-                    _ => Err(SendFailure::Failed(FailKind::Transport, Box::new(e.into_error()))),
+                    Some(req) if reused => Err(SendFailure::NotSent(Box::new(req))),
+                    _ => Err(SendFailure::Failed(
+                        FailKind::Transport,
+                        Box::new(e.into_error()),
+                    )),
                 },
             }
         }
@@ -475,7 +572,10 @@ async fn send(
             };
             match result {
                 Ok(resp) => Ok((resp, None)),
-                Err(e) => Err(SendFailure::Failed(FailKind::Transport, Box::new(e.into_error()))),
+                Err(e) => Err(SendFailure::Failed(
+                    FailKind::Transport,
+                    Box::new(e.into_error()),
+                )),
             }
         }
     }
@@ -484,7 +584,11 @@ async fn send(
 /// Resolves with `Timeout` when the request body makes no progress for
 /// `write_timeout`, or when no response head arrives within `read_timeout`
 /// after the body was fully sent.
-async fn watchdog(progress: &Progress, write_timeout: Duration, read_timeout: Duration) -> FailKind {
+async fn watchdog(
+    progress: &Progress,
+    write_timeout: Duration,
+    read_timeout: Duration,
+) -> FailKind {
     loop {
         if progress.done.load(Ordering::Acquire) {
             break;
@@ -528,7 +632,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         match &r {
@@ -581,7 +688,10 @@ pin_project_lite::pin_project! {
 impl<B: Body<Data = Bytes, Error = BoxError>> Body for LogOnDrop<B> {
     type Data = Bytes;
     type Error = BoxError;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.project().inner.poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {
@@ -615,7 +725,10 @@ fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
 }
 
 fn is_idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 fn is_upgrade(h: &http::HeaderMap) -> bool {
@@ -636,7 +749,12 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Request-smuggling shapes hyper's parser lets through: both
@@ -649,7 +767,11 @@ fn check_framing<B>(req: &Request<B>) -> Result<(), &'static str> {
     if !te.is_empty() && !cl.is_empty() {
         return Err("both Content-Length and Transfer-Encoding");
     }
-    if te.len() > 1 || te.iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+    if te.len() > 1
+        || te
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
         return Err("unsupported Transfer-Encoding");
     }
     if cl.len() > 1 {
@@ -665,7 +787,12 @@ fn check_framing<B>(req: &Request<B>) -> Result<(), &'static str> {
 
 /// Kong's answer to plain HTTP on an HTTPS-only route: 426 with a message,
 /// or a redirect (301/302/307/308) to the https URL.
-fn https_redirect(code: u16, host: Option<&str>, uri: &Uri, request_id: &str) -> Response<ProxyBody> {
+fn https_redirect(
+    code: u16,
+    host: Option<&str>,
+    uri: &Uri,
+    request_id: &str,
+) -> Response<ProxyBody> {
     if code == 426 {
         return error_response(GatewayError::HttpsRequired(426), request_id);
     }
@@ -694,9 +821,17 @@ mod tests {
     fn framing_rejects_smuggling_shapes() {
         assert!(check_framing(&req(&[("content-length", "5")])).is_ok());
         assert!(check_framing(&req(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_framing(&req(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&req(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_err());
         assert!(check_framing(&req(&[("transfer-encoding", "gzip, chunked")])).is_err());
-        assert!(check_framing(&req(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&req(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_err());
         assert!(check_framing(&req(&[("content-length", "5"), ("content-length", "6")])).is_err());
         assert!(check_framing(&req(&[("content-length", "+5")])).is_err());
     }

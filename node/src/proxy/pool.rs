@@ -37,9 +37,15 @@ pub enum ConnectError {
     #[error("connect to {addr} timed out after {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error("connect to {addr} failed: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("handshake with {addr} failed: {source}")]
-    Handshake { addr: SocketAddr, source: hyper::Error },
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
 }
 
 impl ConnectError {
@@ -102,10 +108,18 @@ impl ConnectionPool {
         match key.wire {
             Wire::Http1 => {
                 if let Some(sender) = self.take_idle_h1(&key) {
-                    return Ok(Conn::Http1 { sender, key, reused: true });
+                    return Ok(Conn::Http1 {
+                        sender,
+                        key,
+                        reused: true,
+                    });
                 }
                 let sender = self.connect_h1(key, connect_timeout).await?;
-                Ok(Conn::Http1 { sender, key, reused: false })
+                Ok(Conn::Http1 {
+                    sender,
+                    key,
+                    reused: false,
+                })
             }
             Wire::H2c => {
                 let shard = Self::shard(&key);
@@ -147,7 +161,10 @@ impl ConnectionPool {
         let mut map = self.h1_idle[Self::shard(&key)].lock();
         let list = map.entry(key).or_default();
         if list.len() < self.max_idle_per_peer {
-            list.push(Idle { sender, since: Instant::now() });
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 

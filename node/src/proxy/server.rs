@@ -37,7 +37,10 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { header_read_timeout: Duration::from_secs(30), max_header_size: 32 * 1024 }
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_header_size: 32 * 1024,
+        }
     }
 }
 
@@ -51,7 +54,10 @@ pub struct Shutdown {
 impl Default for Shutdown {
     fn default() -> Self {
         let (tx, rx) = watch::channel(false);
-        Shutdown { tx: Arc::new(tx), rx }
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
     }
 }
 
@@ -109,7 +115,9 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
             peer,
-            local: stream.local_addr().unwrap_or_else(|_| local.unwrap_or(peer)),
+            local: stream
+                .local_addr()
+                .unwrap_or_else(|_| local.unwrap_or(peer)),
             tls: false,
             sni: None,
         };
@@ -121,14 +129,19 @@ pub async fn serve<H, F>(
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let fut = handler(req, info.clone());
             async move {
-                let resp = AssertUnwindSafe(fut).catch_unwind().await.unwrap_or_else(|_| {
-                    tracing::error!("request handler panicked; answered 500");
-                    error_response(GatewayError::Internal, "-")
-                });
+                let resp = AssertUnwindSafe(fut)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("request handler panicked; answered 500");
+                        error_response(GatewayError::Internal, "-")
+                    });
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         let stats = stats.clone();
         tokio::spawn(async move {

@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type BoxBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
@@ -44,14 +45,18 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<BoxBody>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
     let (c, r) = (connections.clone(), requests.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             c.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let r = r.clone();
@@ -67,7 +72,11 @@ where
             });
         }
     });
-    Upstream { addr, connections, requests }
+    Upstream {
+        addr,
+        connections,
+        requests,
+    }
 }
 
 /// An upstream that answers with a JSON echo of the request:
@@ -91,11 +100,20 @@ pub async fn echo_upstream(name: &'static str) -> Upstream {
         {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let body_len = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(usize::MAX);
+        let body_len = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(usize::MAX);
         let headers: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect();
         let v = serde_json::json!({
             "server": name,
@@ -160,20 +178,27 @@ pub async fn gateway(yaml: &str) -> Gateway {
 
 pub async fn gateway_with(yaml: &str, opts: NodeOptions) -> Gateway {
     let live = new_live_config().expect("live config");
-    live.apply_files(&[SourceFile { name: "test.yml".into(), text: yaml.into() }])
-        .await
-        .unwrap_or_else(|e| panic!("test config must be valid: {e}"));
+    live.apply_files(&[SourceFile {
+        name: "test.yml".into(),
+        text: yaml.into(),
+    }])
+    .await
+    .unwrap_or_else(|e| panic!("test config must be valid: {e}"));
     let node = Node::start(opts, live).await.expect("start node");
     Gateway { node }
 }
 
 /// A keep-alive HTTP/1.1 client.
-pub fn client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody> {
+pub fn client(
+) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody>
+{
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// An HTTP/2 prior-knowledge (h2c) client.
-pub fn h2c_client() -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody> {
+pub fn h2c_client(
+) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody>
+{
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http()
@@ -188,8 +213,12 @@ pub struct Got {
 
 impl Got {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -204,7 +233,11 @@ pub async fn send(req: Request<BoxBody>) -> Got {
 pub async fn read(resp: Response<Incoming>) -> Got {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Got { status: parts.status.as_u16(), headers: parts.headers, body }
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str) -> Got {
