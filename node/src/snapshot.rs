@@ -42,6 +42,8 @@ pub struct ServiceRuntime {
     pub wire: crate::proxy::pool::Wire,
     /// `host[:port]` for the `Host` header when not preserving the client's.
     pub host_header: Option<http::HeaderValue>,
+    /// TLS settings for https/grpcs services.
+    pub tls: Option<Arc<crate::proxy::tls::UpstreamTls>>,
 }
 
 impl CompiledConfig {
@@ -159,10 +161,39 @@ fn compile(
     let router = Router::build(&servable).map_err(|e| ApplyError::Compile(e.to_string()))?;
     let balancers = upstreams.build(&config);
     let chains = plugins.compile(&config).map_err(ApplyError::Compile)?;
+    // Services with equal TLS settings share one client configuration.
+    let mut tls_configs: std::collections::HashMap<
+        (bool, Vec<usize>, bool),
+        Arc<crate::proxy::tls::UpstreamTls>,
+    > = std::collections::HashMap::new();
     let services = config
         .services
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(si, s)| {
+            let tls = if s.protocol.is_tls() {
+                let verify = s.tls_verify.unwrap_or(true);
+                let key = (verify, s.ca_certificates.clone(), s.protocol.is_grpc());
+                let tls = match tls_configs.get(&key) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let pems: Vec<&str> = s
+                            .ca_certificates
+                            .iter()
+                            .map(|&c| config.ca_certificates[c].cert.as_str())
+                            .collect();
+                        let t = Arc::new(
+                            crate::proxy::tls::upstream_tls(verify, &pems, s.protocol.is_grpc())
+                                .map_err(|e| ApplyError::Compile(format!("services[{si}]: {e}")))?,
+                        );
+                        tls_configs.insert(key, t.clone());
+                        t
+                    }
+                };
+                Some(tls)
+            } else {
+                None
+            };
             let host_header = s
                 .upstream
                 .and_then(|u| config.upstreams[u].host_header.clone())
@@ -175,11 +206,12 @@ fn compile(
                 write_timeout: Duration::from_millis(s.write_timeout_ms),
                 retries: s.retries,
                 wire: if s.protocol.is_grpc() {
-                    Wire::H2c
+                    Wire::Http2
                 } else {
                     Wire::Http1
                 },
                 host_header,
+                tls,
             })
         })
         .collect::<Result<Vec<_>, ApplyError>>()?;

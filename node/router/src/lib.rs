@@ -1,9 +1,50 @@
 //! # gateway-router: Kong `traditional_compatible` route matching
 //!
 //! Built once per config from `gateway_config::Route`s, immutable after,
-//! shared by all requests. `Router::find` is allocation-free on the hot path.
+//! shared by all requests. [`Router::find`] does not allocate.
+//!
+//! ## Layout
+//! - [`path`]: [`normalize_path`], the request-path canonicalisation the
+//!   proxy applies before matching and forwarding.
+//! - `priority`: Kong's per-path-group split of a route and its priority
+//!   tuple (`calc_priority` / `get_priority` in Kong's `compat.lua`).
+//! - `host`: `host[:port]` parsing and the case-insensitive host hash maps.
+//! - `cond`: per-candidate conditions checked at lookup (methods, SNIs,
+//!   headers).
+//! - `re`: regex compilation (ASCII-first, match-end only).
+//! - `literal`: the literal prefix of a regex path, used as its index key.
+//! - `trie`: a radix tree of path prefixes, one per host bucket.
+//! - `router`: [`Router::build`] and [`Router::find`].
+//! - [`upstream`]: [`upstream_path`], Kong's `path_handling` v0 / v1.
+//!
+//! ## Semantics in one paragraph
+//! A route with paths of several kinds is split, as Kong does, into one
+//! candidate per group of paths (all regex paths together, each distinct
+//! prefix length alone). Candidates are ordered by Kong's priority tuple:
+//! number of non-empty fields among methods/hosts/headers/paths/snis, then
+//! "all hosts plain" (no wildcard), then header count, then "regex path",
+//! then `regex_priority` (regex candidates only), then prefix length. Ties
+//! go to a port-specific host over an any-port host, then to the lower route
+//! index (declaration order). The first candidate in that order whose every
+//! condition matches wins. `protocols` is **not** a matching condition: an
+//! `http` request can match an `https`-only route, and the proxy answers it
+//! with `https_redirect_status_code` (Kong does the same). `docs/routing.md`
+//! lists every rule and every difference from Kong.
 
-use gateway_config::Route;
+pub mod path;
+pub mod upstream;
+
+mod cond;
+mod host;
+mod literal;
+mod priority;
+mod re;
+mod router;
+mod trie;
+
+pub use path::{normalize_path, PathError};
+pub use router::Router;
+pub use upstream::upstream_path;
 
 /// What the router sees of a request.
 #[derive(Debug, Clone, Copy)]
@@ -11,10 +52,16 @@ pub struct RequestView<'a> {
     /// Upper-case method, e.g. `GET`.
     pub method: &'a str,
     /// The `Host` header (or `:authority`), possibly with `:port`, as sent.
+    /// Compared case-insensitively; `None` or `""` matches only routes
+    /// without hosts.
     pub host: Option<&'a str>,
-    /// The request path without the query string, as sent (not decoded).
+    /// The request path without the query string. The proxy passes the
+    /// output of [`normalize_path`] here (and forwards that same path), so
+    /// `/a/../admin` is matched as `/admin`. The router itself matches the
+    /// bytes it is given.
     pub path: &'a str,
-    /// TLS SNI, when the connection is TLS.
+    /// TLS SNI, when the connection is TLS. `None` means "not TLS": routes
+    /// with `snis` then match regardless of SNI, as in Kong.
     pub sni: Option<&'a str>,
     pub headers: &'a http::HeaderMap,
 }
@@ -30,42 +77,40 @@ pub struct RouteMatch {
     pub matched_path_len: usize,
 }
 
+/// Why a route table could not be compiled. Every variant names the route
+/// (its index in the slice given to [`Router::build`]); retrying the same
+/// table cannot help, the config must change.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     #[error("routes[{route}].paths[{path}]: invalid regex: {message}")]
-    InvalidRegex { route: usize, path: usize, message: String },
-}
-
-pub struct Router {
-    _private: (),
-}
-
-impl Router {
-    /// Compile a router. Routes whose service is disabled should already be
-    /// filtered out by the caller (pass `None` entries? no: pass only the
-    /// routes to serve, with `ids` mapping back) — see `build_with_ids`.
-    pub fn build(routes: &[Route]) -> Result<Router, RouterError> {
-        let _ = routes;
-        todo!("Router::build")
-    }
-
-    /// The best route for this request, or `None` (404).
-    pub fn find(&self, req: &RequestView<'_>) -> Option<RouteMatch> {
-        let _ = req;
-        todo!("Router::find")
-    }
-}
-
-/// The upstream path Kong sends for a matched request (`path_handling` v0/v1,
-/// `strip_path`), including Kong's slash-merging rules. `service_path` is the
-/// service's `path` (None = "/"); `req_path` the raw request path (no query).
-pub fn upstream_path(
-    service_path: Option<&str>,
-    req_path: &str,
-    matched_path_len: usize,
-    strip_path: bool,
-    path_handling: gateway_config::PathHandling,
-) -> String {
-    let _ = (service_path, req_path, matched_path_len, strip_path, path_handling);
-    todo!("upstream_path")
+    InvalidRegex {
+        route: usize,
+        path: usize,
+        message: String,
+    },
+    #[error("routes[{route}].paths[{path}]: invalid prefix path: {error}")]
+    InvalidPath {
+        route: usize,
+        path: usize,
+        error: PathError,
+    },
+    #[error("routes[{route}].headers[{header:?}]: invalid header name: {message}")]
+    InvalidHeaderName {
+        route: usize,
+        header: String,
+        message: String,
+    },
+    #[error("routes[{route}].headers[{header:?}]: invalid regex {value:?}: {message}")]
+    InvalidHeaderRegex {
+        route: usize,
+        header: String,
+        value: String,
+        message: String,
+    },
+    #[error("route table too large: {what} = {count} exceeds {max}")]
+    TooLarge {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }

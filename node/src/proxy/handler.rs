@@ -19,7 +19,7 @@ use crate::proxy::body::{
 };
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
 use crate::proxy::forward::{self, ClientSide, TrustedProxies};
-use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, Wire};
+use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
 use crate::upstream::{HashInput, Outcome};
 use bytes::Bytes;
@@ -319,11 +319,29 @@ impl Proxy {
             };
             let addr = peer.addr;
             tried.push(addr);
+            let tls = match &srt.tls {
+                None => None,
+                Some(t) => match crate::proxy::tls::server_name(&peer.host) {
+                    Ok(server_name) => Some(TlsTarget {
+                        tls: t,
+                        server_name,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream TLS name");
+                        return (
+                            error_response(GatewayError::UpstreamFailed, &ctx.request_id),
+                            None,
+                            chain,
+                        );
+                    }
+                },
+            };
             let key = PoolKey {
                 addr,
                 wire: srt.wire,
+                tls: tls.as_ref().map_or(0, TlsTarget::key),
             };
-            let conn_up = match self.pool.checkout(key, srt.connect_timeout).await {
+            let conn_up = match self.pool.checkout(key, tls, srt.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     let timeout = e.is_timeout();
@@ -366,13 +384,14 @@ impl Proxy {
             };
             let uri = match srt.wire {
                 Wire::Http1 => path_and_query.parse::<Uri>(),
-                Wire::H2c => {
+                Wire::Http2 => {
                     let authority = host_value
                         .as_ref()
                         .and_then(|h| h.to_str().ok())
                         .map(str::to_owned)
                         .unwrap_or_else(|| addr.to_string());
-                    format!("http://{authority}{path_and_query}").parse::<Uri>()
+                    let scheme = if srt.tls.is_some() { "https" } else { "http" };
+                    format!("{scheme}://{authority}{path_and_query}").parse::<Uri>()
                 }
             };
             let Ok(uri) = uri else {
@@ -390,7 +409,7 @@ impl Proxy {
                         up_parts.headers.insert(header::HOST, h);
                     }
                 }
-                Wire::H2c => {
+                Wire::Http2 => {
                     up_parts.version = http::Version::HTTP_2;
                     up_parts.headers.remove(header::HOST);
                 }

@@ -6,6 +6,7 @@
 //! - `forward`: hop-by-hop and `X-Forwarded-*` header rules.
 //! - `body`: streaming body types and limit/timeout layers.
 //! - `errors`: Kong-style JSON error responses.
+//! - `tls`: TLS client configuration for https/grpcs upstreams.
 
 pub mod body;
 pub mod errors;
@@ -13,5 +14,6 @@ pub mod forward;
 pub mod handler;
 pub mod pool;
 pub mod server;
+pub mod tls;
 
 pub use handler::{ConnInfo, Proxy, ProxySettings, Stats};

@@ -1,5 +1,6 @@
-//! Upstream connections: connect with a timeout, HTTP/1.1 keep-alive reuse,
-//! and one multiplexed HTTP/2 (h2c prior knowledge) connection per peer.
+//! Upstream connections: connect (and TLS handshake) within the connect
+//! timeout, HTTP/1.1 keep-alive reuse, and one multiplexed HTTP/2 connection
+//! per peer (h2c prior knowledge, or h2 over TLS for grpcs).
 //!
 //! The pool lives for the whole process, across config reloads, keyed by
 //! peer address and protocol. An HTTP/1.1 connection goes back to the pool
@@ -10,9 +11,11 @@
 //! map; never held across an await.
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::tls::UpstreamTls;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +25,33 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wire {
     Http1,
-    /// HTTP/2 cleartext with prior knowledge (gRPC services).
-    H2c,
+    /// HTTP/2: prior knowledge in cleartext (grpc), ALPN h2 over TLS (grpcs).
+    Http2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub addr: SocketAddr,
     pub wire: Wire,
+    /// 0 for plaintext; otherwise identifies the TLS configuration and the
+    /// server name, so connections are shared only between equal settings.
+    pub tls: u64,
+}
+
+/// How to secure a new connection.
+pub struct TlsTarget<'a> {
+    pub tls: &'a UpstreamTls,
+    pub server_name: ServerName<'static>,
+}
+
+impl TlsTarget<'_> {
+    /// The `PoolKey::tls` value for this target.
+    pub fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.tls.id, &self.server_name).hash(&mut h);
+        h.finish() | 1
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +60,11 @@ pub enum ConnectError {
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error("connect to {addr} failed: {source}")]
     Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -103,8 +130,13 @@ impl ConnectionPool {
     pub async fn checkout(
         &self,
         key: PoolKey,
+        tls: Option<TlsTarget<'_>>,
         connect_timeout: Duration,
     ) -> Result<Conn, ConnectError> {
+        let timed_out = || ConnectError::Timeout {
+            addr: key.addr,
+            timeout: connect_timeout,
+        };
         match key.wire {
             Wire::Http1 => {
                 if let Some(sender) = self.take_idle_h1(&key) {
@@ -114,14 +146,16 @@ impl ConnectionPool {
                         reused: true,
                     });
                 }
-                let sender = self.connect_h1(key, connect_timeout).await?;
+                let sender = tokio::time::timeout(connect_timeout, self.connect_h1(key, tls))
+                    .await
+                    .map_err(|_| timed_out())??;
                 Ok(Conn::Http1 {
                     sender,
                     key,
                     reused: false,
                 })
             }
-            Wire::H2c => {
+            Wire::Http2 => {
                 let shard = Self::shard(&key);
                 {
                     let map = self.h2[shard].lock();
@@ -131,7 +165,9 @@ impl ConnectionPool {
                         }
                     }
                 }
-                let sender = self.connect_h2(key, connect_timeout).await?;
+                let sender = tokio::time::timeout(connect_timeout, self.connect_h2(key, tls))
+                    .await
+                    .map_err(|_| timed_out())??;
                 self.h2[shard].lock().insert(key, sender.clone());
                 Ok(Conn::H2 { sender })
             }
@@ -176,10 +212,9 @@ impl ConnectionPool {
             .map_or(0, |l| l.len())
     }
 
-    async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    async fn tcp(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+        let stream = TcpStream::connect(addr)
             .await
-            .map_err(|_| ConnectError::Timeout { addr, timeout })?
             .map_err(|source| ConnectError::Io { addr, source })?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
@@ -188,12 +223,33 @@ impl ConnectionPool {
     async fn connect_h1(
         &self,
         key: PoolKey,
-        timeout: Duration,
+        tls: Option<TlsTarget<'_>>,
     ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
         let addr = key.addr;
-        let stream = Self::tcp(addr, timeout).await?;
+        let tcp = Self::tcp(addr).await?;
+        match tls {
+            None => Self::h1_over(TokioIo::new(tcp), addr).await,
+            Some(t) => {
+                let stream = t
+                    .tls
+                    .connector
+                    .connect(t.server_name, tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr, source })?;
+                Self::h1_over(TokioIo::new(stream), addr).await
+            }
+        }
+    }
+
+    async fn h1_over<I>(
+        io: I,
+        addr: SocketAddr,
+    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(async move {
@@ -207,19 +263,40 @@ impl ConnectionPool {
     async fn connect_h2(
         &self,
         key: PoolKey,
-        timeout: Duration,
+        tls: Option<TlsTarget<'_>>,
     ) -> Result<http2::SendRequest<ProxyBody>, ConnectError> {
         let addr = key.addr;
-        let stream = Self::tcp(addr, timeout).await?;
+        let tcp = Self::tcp(addr).await?;
+        match tls {
+            None => Self::h2_over(TokioIo::new(tcp), addr).await,
+            Some(t) => {
+                let stream = t
+                    .tls
+                    .connector
+                    .connect(t.server_name, tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr, source })?;
+                Self::h2_over(TokioIo::new(stream), addr).await
+            }
+        }
+    }
+
+    async fn h2_over<I>(
+        io: I,
+        addr: SocketAddr,
+    ) -> Result<http2::SendRequest<ProxyBody>, ConnectError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream h2c connection ended");
+                tracing::debug!(%addr, error = %e, "upstream http/2 connection ended");
             }
         });
         Ok(sender)
