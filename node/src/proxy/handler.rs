@@ -294,12 +294,23 @@ impl Proxy {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let attempts = srt.retries.saturating_add(1);
         let mut last_err = GatewayError::UpstreamFailed;
-        for attempt in 0..attempts {
+        // Only failures that reached (or tried to reach) an upstream count as
+        // attempts; resending on a fresh connection after a stale keep-alive
+        // one does not, but is bounded on its own.
+        let mut attempt: u32 = 0;
+        let mut stale_resends = 0;
+        // The request head: moved into the one upstream request unless the
+        // request may be replayed, in which case each attempt gets a copy.
+        let mut parts_slot = Some(parts);
+        while attempt < attempts {
+            let Some(head) = parts_slot.as_ref() else {
+                break;
+            };
             let peer = match balancer
                 .pick(
                     &HashInput {
                         client_ip: ctx.client_addr.ip(),
-                        headers: &parts.headers,
+                        headers: &head.headers,
                         consumer: ctx.consumer.as_deref(),
                     },
                     &tried,
@@ -359,6 +370,7 @@ impl Proxy {
                     } else {
                         GatewayError::UpstreamFailed
                     };
+                    attempt += 1;
                     continue;
                 }
             };
@@ -367,7 +379,17 @@ impl Proxy {
             let Some(req_body) = body.take() else {
                 break;
             };
-            let mut up_parts = clone_parts(&parts);
+            let mut up_parts = if replayable {
+                match parts_slot.as_ref() {
+                    Some(head) => clone_parts(head),
+                    None => break,
+                }
+            } else {
+                match parts_slot.take() {
+                    Some(head) => head,
+                    None => break,
+                }
+            };
             let host_value = if route.preserve_host {
                 host_owned
                     .as_deref()
@@ -438,9 +460,17 @@ impl Proxy {
                 }
                 Err(SendFailure::NotSent(req_back)) => {
                     // A stale pooled connection: nothing reached the upstream.
-                    body = Some(req_back.into_body());
-                    tracing::debug!(request_id = %ctx.request_id, upstream = %addr, "pooled connection was closed; retrying");
+                    let (head, b) = req_back.into_parts();
+                    if !replayable {
+                        parts_slot = Some(head);
+                    }
+                    body = Some(b);
+                    tracing::debug!(request_id = %ctx.request_id, upstream = %addr, "pooled connection was closed; resending");
                     tried.pop();
+                    stale_resends += 1;
+                    if stale_resends > 8 {
+                        attempt += 1;
+                    }
                     continue;
                 }
                 Err(SendFailure::Failed(kind, e)) => {
@@ -466,6 +496,7 @@ impl Proxy {
                     } else {
                         GatewayError::UpstreamFailed
                     };
+                    attempt += 1;
                     if replayable {
                         body = Some(body::empty());
                         continue;
