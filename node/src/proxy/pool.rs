@@ -212,12 +212,26 @@ impl ConnectionPool {
             .map_or(0, |l| l.len())
     }
 
-    async fn tcp(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
-        let stream = TcpStream::connect(addr)
+    /// TCP connect, then the TLS handshake when `tls` is given.
+    async fn open(
+        addr: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+    ) -> Result<TokioIo<Box<dyn Io>>, ConnectError> {
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ConnectError::Io { addr, source })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(
+                t.tls
+                    .connector
+                    .connect(t.server_name, tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr, source })?,
+            ),
+        };
+        Ok(TokioIo::new(io))
     }
 
     async fn connect_h1(
@@ -226,30 +240,8 @@ impl ConnectionPool {
         tls: Option<TlsTarget<'_>>,
     ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
         let addr = key.addr;
-        let tcp = Self::tcp(addr).await?;
-        match tls {
-            None => Self::h1_over(TokioIo::new(tcp), addr).await,
-            Some(t) => {
-                let stream = t
-                    .tls
-                    .connector
-                    .connect(t.server_name, tcp)
-                    .await
-                    .map_err(|source| ConnectError::Tls { addr, source })?;
-                Self::h1_over(TokioIo::new(stream), addr).await
-            }
-        }
-    }
-
-    async fn h1_over<I>(
-        io: I,
-        addr: SocketAddr,
-    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError>
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
         let (sender, conn) = http1::Builder::new()
-            .handshake(io)
+            .handshake(Self::open(addr, tls).await?)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(async move {
@@ -266,32 +258,10 @@ impl ConnectionPool {
         tls: Option<TlsTarget<'_>>,
     ) -> Result<http2::SendRequest<ProxyBody>, ConnectError> {
         let addr = key.addr;
-        let tcp = Self::tcp(addr).await?;
-        match tls {
-            None => Self::h2_over(TokioIo::new(tcp), addr).await,
-            Some(t) => {
-                let stream = t
-                    .tls
-                    .connector
-                    .connect(t.server_name, tcp)
-                    .await
-                    .map_err(|source| ConnectError::Tls { addr, source })?;
-                Self::h2_over(TokioIo::new(stream), addr).await
-            }
-        }
-    }
-
-    async fn h2_over<I>(
-        io: I,
-        addr: SocketAddr,
-    ) -> Result<http2::SendRequest<ProxyBody>, ConnectError>
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
-            .handshake(io)
+            .handshake(Self::open(addr, tls).await?)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(async move {
@@ -302,3 +272,7 @@ impl ConnectionPool {
         Ok(sender)
     }
 }
+
+/// A plaintext or TLS upstream stream.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}

@@ -4,15 +4,13 @@
 
 use super::*;
 use gateway_config::{
-    ActiveHealthcheck, ActiveHealthy, ActiveUnhealthy, Algorithm, HashOn, HealthcheckType,
-    Healthchecks, Meta, PassiveHealthcheck, PassiveHealthy, PassiveUnhealthy, Protocol, Service,
-    Target,
+    Algorithm, HashOn, HealthcheckType, Healthchecks, Meta, Protocol, Service, Target,
 };
 use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use std::collections::{BTreeMap, HashMap as Map};
+use std::collections::HashMap as Map;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize};
 use std::time::Duration;
@@ -21,44 +19,9 @@ use tokio::sync::Notify;
 
 // ---------- config builders ----------
 
+/// Kong's defaults (the config crate's `Default`): all checks off.
 fn healthchecks() -> Healthchecks {
-    Healthchecks {
-        active: ActiveHealthcheck {
-            kind: HealthcheckType::Http,
-            http_path: "/".into(),
-            timeout_secs: 1.0,
-            concurrency: 10,
-            https_verify_certificate: true,
-            https_sni: None,
-            headers: BTreeMap::new(),
-            healthy: ActiveHealthy {
-                interval_secs: 0.0,
-                http_statuses: vec![200, 302],
-                successes: 0,
-            },
-            unhealthy: ActiveUnhealthy {
-                interval_secs: 0.0,
-                http_statuses: vec![429, 404, 500, 501, 502, 503, 504, 505],
-                tcp_failures: 0,
-                timeouts: 0,
-                http_failures: 0,
-            },
-        },
-        passive: PassiveHealthcheck {
-            kind: HealthcheckType::Http,
-            healthy: PassiveHealthy {
-                http_statuses: (200..=208).chain([226]).chain(300..=308).collect(),
-                successes: 0,
-            },
-            unhealthy: PassiveUnhealthy {
-                http_statuses: vec![429, 500, 503],
-                tcp_failures: 0,
-                timeouts: 0,
-                http_failures: 0,
-            },
-        },
-        threshold: 0.0,
-    }
+    Healthchecks::default()
 }
 
 fn upstream(name: &str, targets: &[(&str, u16, u32)]) -> Upstream {
