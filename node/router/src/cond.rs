@@ -10,7 +10,18 @@ use http::{HeaderMap, HeaderName};
 use crate::re::header_regex;
 use crate::RouterError;
 
-/// Bit of a well-known method, 0 for any other method.
+/// Request-method bit of any method that is not one of the nine above.
+pub(crate) const OTHER_METHOD: u16 = 1 << 9;
+/// Entry-mask bit: the route lists methods outside the nine; check them in
+/// [`Conds`].
+pub(crate) const OTHER_LISTED: u16 = 1 << 10;
+/// Entry-mask value of a route without methods.
+pub(crate) const ANY_METHOD: u16 = 0x3ff;
+/// `Entry::flags` bit: the route has SNIs or headers to check.
+pub(crate) const NEEDS_CONDS: u16 = 1;
+
+/// Bit of a request method: one of the nine well-known methods, else
+/// [`OTHER_METHOD`].
 #[inline]
 pub(crate) fn method_bit(m: &str) -> u16 {
     match m {
@@ -23,7 +34,27 @@ pub(crate) fn method_bit(m: &str) -> u16 {
         "OPTIONS" => 1 << 6,
         "TRACE" => 1 << 7,
         "PATCH" => 1 << 8,
-        _ => 0,
+        _ => OTHER_METHOD,
+    }
+}
+
+/// The entry mask of a route's methods (see [`Ctx::method_allowed`]).
+pub(crate) fn method_mask(route: &Route) -> u16 {
+    if route.methods.is_empty() {
+        return ANY_METHOD;
+    }
+    route.methods.iter().fold(0, |mask, m| match method_bit(m) {
+        OTHER_METHOD => mask | OTHER_LISTED,
+        bit => mask | bit,
+    })
+}
+
+/// The entry flags of a route.
+pub(crate) fn flags(route: &Route) -> u16 {
+    if route.snis.is_empty() && route.headers.is_empty() {
+        0
+    } else {
+        NEEDS_CONDS
     }
 }
 
@@ -58,28 +89,37 @@ impl HeaderCond {
     }
 }
 
-/// The non-index conditions of one candidate.
+/// The conditions of one route that neither the index nor the entry's
+/// method mask covers.
 #[derive(Debug)]
 pub(crate) struct Conds {
-    method_mask: u16,
     other_methods: Box<[Box<str>]>,
-    any_method: bool,
     snis: Box<[Box<[u8]>]>,
     headers: Box<[HeaderCond]>,
 }
 
+impl<'a> Ctx<'a> {
+    /// Whether the request method is allowed by an entry's method mask (and,
+    /// for a method outside the nine, by the route's list).
+    #[inline]
+    pub(crate) fn method_allowed(&self, mask: u16, conds: impl FnOnce() -> &'a Conds) -> bool {
+        if mask & self.method_bit != 0 {
+            return true;
+        }
+        self.method_bit == OTHER_METHOD
+            && mask & OTHER_LISTED != 0
+            && conds().other_methods.iter().any(|m| &**m == self.method)
+    }
+}
+
 impl Conds {
     pub(crate) fn compile(idx: usize, route: &Route) -> Result<Conds, RouterError> {
-        let mut method_mask = 0u16;
-        let mut other_methods = Vec::new();
-        for m in &route.methods {
-            let bit = method_bit(m);
-            if bit != 0 {
-                method_mask |= bit;
-            } else {
-                other_methods.push(m.clone().into_boxed_str());
-            }
-        }
+        let other_methods = route
+            .methods
+            .iter()
+            .filter(|m| method_bit(m) == OTHER_METHOD)
+            .map(|m| m.clone().into_boxed_str())
+            .collect();
         let snis = route
             .snis
             .iter()
@@ -125,26 +165,16 @@ impl Conds {
             });
         }
         Ok(Conds {
-            any_method: route.methods.is_empty(),
-            method_mask,
-            other_methods: other_methods.into_boxed_slice(),
+            other_methods,
             snis,
             headers: headers.into_boxed_slice(),
         })
     }
 
+    /// SNI and header conditions (checked only for entries flagged
+    /// [`NEEDS_CONDS`]).
     #[inline]
     pub(crate) fn matches(&self, ctx: &Ctx<'_>) -> bool {
-        if !self.any_method {
-            let ok = if ctx.method_bit != 0 {
-                self.method_mask & ctx.method_bit != 0
-            } else {
-                self.other_methods.iter().any(|m| &**m == ctx.method)
-            };
-            if !ok {
-                return false;
-            }
-        }
         // Kong: `(net.protocol != "https" || tls.sni == ...)`: SNI only
         // constrains TLS requests.
         if !self.snis.is_empty() {

@@ -12,9 +12,6 @@
 //! bytes (suffixes hashed right to left), so nothing is allocated or
 //! lower-cased per request; a hit is confirmed by a case-insensitive compare.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 /// Split `host[:port]`. A bracketed IPv6 literal keeps its brackets. A port
 /// that is not a number in 0..=65535 leaves the whole string as the host, as
 /// Kong's `split_host_port` does; an empty port (`host:`) is dropped.
@@ -100,37 +97,37 @@ pub(crate) fn hash_rev(b: &[u8]) -> u64 {
     b.iter().rev().fold(FNV_OFFSET, |h, &c| step(h, c))
 }
 
-/// Passes a pre-computed u64 through, with a final mix so the low bits the
-/// table indexes by are well spread.
-#[derive(Default)]
-pub(crate) struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = step(self.0, b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-/// Case-insensitive map from a host key to a bucket id. Keys are stored
-/// lower-cased; the caller supplies the hash (forward or reverse, always the
-/// same kind for one map).
-/// Keys sharing one hash, each with its bucket id.
-type Slot = Vec<(Box<[u8]>, u32)>;
+const EMPTY: u64 = u64::MAX;
+/// Keys up to this length live in their slot (one cache line per probe).
+const INLINE_KEY: usize = 32;
 
-#[derive(Default)]
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    /// [`EMPTY`] for a free slot.
+    value: u64,
+    key_len: u32,
+    /// Offset in `HostMap::keys` when the key is longer than `INLINE_KEY`.
+    key_ext: u32,
+    key_inline: [u8; INLINE_KEY],
+}
+
+/// Case-insensitive map from a host key to a value (a bucket), as a flat
+/// open-addressing table (linear probing, load factor at most 1/2); keys of
+/// up to 32 bytes are stored in their slot, so a lookup usually touches one
+/// slot and nothing else. Keys are stored lower-cased; the caller supplies
+/// the hash (forward or reverse, always the same kind for one map).
+#[derive(Debug, Default)]
 pub(crate) struct HostMap {
-    map: HashMap<u64, Slot, BuildHasherDefault<PreHashed>>,
+    slots: Vec<Slot>,
+    keys: Vec<u8>,
     /// Bit `n` set when some key is `n` bytes long (n < 256); lets a lookup
     /// skip hashing and probing candidate keys of absent lengths.
     lens: [u64; 4],
@@ -139,25 +136,77 @@ pub(crate) struct HostMap {
 }
 
 impl HostMap {
-    pub(crate) fn insert(&mut self, hash: u64, key: &str, bucket: u32) {
-        if key.len() < 256 {
-            self.lens[key.len() / 64] |= 1 << (key.len() % 64);
-        } else {
-            self.long = true;
+    /// Build from `(hash, key, value)`; keys must be distinct
+    /// (case-insensitively).
+    pub(crate) fn new(entries: Vec<(u64, String, u64)>) -> HostMap {
+        let mut m = HostMap::default();
+        if entries.is_empty() {
+            return m;
         }
-        let slot = self.map.entry(hash).or_default();
-        let key = key.to_ascii_lowercase().into_bytes().into_boxed_slice();
-        if !slot.iter().any(|(k, _)| *k == key) {
-            slot.push((key, bucket));
+        let cap = (entries.len() * 2).next_power_of_two();
+        let mask = cap - 1;
+        let free = Slot {
+            hash: 0,
+            value: EMPTY,
+            key_len: 0,
+            key_ext: 0,
+            key_inline: [0; INLINE_KEY],
+        };
+        m.slots = vec![free; cap];
+        for (hash, key, value) in entries {
+            let key = key.to_ascii_lowercase();
+            let len = key.len();
+            if len < 256 {
+                m.lens[len / 64] |= 1 << (len % 64);
+            } else {
+                m.long = true;
+            }
+            let mut slot = Slot {
+                hash,
+                value,
+                key_len: len as u32,
+                ..free
+            };
+            if len <= INLINE_KEY {
+                slot.key_inline[..len].copy_from_slice(key.as_bytes());
+            } else {
+                slot.key_ext = m.keys.len() as u32;
+                m.keys.extend_from_slice(key.as_bytes());
+            }
+            let mut i = (mix(hash) as usize) & mask;
+            while m.slots[i].value != EMPTY {
+                i = (i + 1) & mask;
+            }
+            m.slots[i] = slot;
         }
+        m
     }
 
     #[inline]
-    pub(crate) fn get(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let slot = self.map.get(&hash)?;
-        slot.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, b)| *b)
+    pub(crate) fn get(&self, hash: u64, key: &[u8]) -> Option<u64> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (mix(hash) as usize) & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.value == EMPTY {
+                return None;
+            }
+            if s.hash == hash && s.key_len as usize == key.len() {
+                let stored = if key.len() <= INLINE_KEY {
+                    &s.key_inline[..key.len()]
+                } else {
+                    let start = s.key_ext as usize;
+                    &self.keys[start..start + key.len()]
+                };
+                if stored.eq_ignore_ascii_case(key) {
+                    return Some(s.value);
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Whether a key of `len` bytes may exist.
@@ -217,10 +266,21 @@ mod tests {
     fn hashes_ignore_case_and_map_confirms_key() {
         assert_eq!(hash_fwd(b"A.Com"), hash_fwd(b"a.com"));
         assert_eq!(hash_rev(b".A.Com"), hash_rev(b".a.com"));
-        let mut m = HostMap::default();
-        m.insert(hash_fwd(b"a.com"), "a.com", 3);
+        let long = "x".repeat(40) + ".com";
+        let m = HostMap::new(vec![
+            (hash_fwd(long.as_bytes()), long.to_uppercase(), 9),
+            (hash_fwd(b"a.com"), "a.com".into(), 3),
+            (hash_fwd(b"b.com"), "B.com".into(), 4),
+            // Forced collision: same hash, different key.
+            (hash_fwd(b"a.com"), "c.com".into(), 5),
+        ]);
         assert_eq!(m.get(hash_fwd(b"A.COM"), b"A.COM"), Some(3));
-        // Same hash slot, different key: confirmed by comparison.
-        assert_eq!(m.get(hash_fwd(b"a.com"), b"b.com"), None);
+        assert_eq!(m.get(hash_fwd(b"b.com"), b"b.COM"), Some(4));
+        assert_eq!(m.get(hash_fwd(b"a.com"), b"c.com"), Some(5));
+        assert_eq!(m.get(hash_fwd(b"a.com"), b"d.com"), None);
+        assert_eq!(m.get(hash_fwd(b"zz"), b"zz"), None);
+        assert_eq!(m.get(hash_fwd(long.as_bytes()), long.as_bytes()), Some(9));
+        assert!(m.has_len(5) && !m.has_len(4));
+        assert_eq!(HostMap::new(vec![]).get(1, b"x"), None);
     }
 }

@@ -7,29 +7,32 @@
 //! - [`path`]: [`normalize_path`], the request-path canonicalisation the
 //!   proxy applies before matching and forwarding.
 //! - `priority`: Kong's per-path-group split of a route and its priority
-//!   tuple (`calc_priority` / `get_priority` in Kong's `compat.lua`).
-//! - `host`: `host[:port]` parsing and the case-insensitive host hash maps.
-//! - `cond`: per-candidate conditions checked at lookup (methods, SNIs,
+//!   tuple (`get_priority` in Kong's `transform.lua` / `compat.lua`).
+//! - `host`: `host[:port]` parsing and the case-insensitive host tables.
+//! - `cond`: per-route conditions checked at lookup (methods, SNIs,
 //!   headers).
-//! - `re`: regex compilation (ASCII-first, match-end only).
-//! - `literal`: the literal prefix of a regex path, used as its index key.
-//! - `trie`: a radix tree of path prefixes, one per host bucket.
+//! - `literal`: the literal prefix of a regex path (its index key, and the
+//!   part its compiled form can skip).
+//! - `re`: regex compilation (small anchored DFAs, match end only).
+//! - `trie`: radix trees of path keys for large host buckets.
 //! - `router`: [`Router::build`] and [`Router::find`].
 //! - [`upstream`]: [`upstream_path`], Kong's `path_handling` v0 / v1.
 //!
 //! ## Semantics in one paragraph
-//! A route with paths of several kinds is split, as Kong does, into one
-//! candidate per group of paths (all regex paths together, each distinct
-//! prefix length alone). Candidates are ordered by Kong's priority tuple:
-//! number of non-empty fields among methods/hosts/headers/paths/snis, then
-//! "all hosts plain" (no wildcard), then header count, then "regex path",
-//! then `regex_priority` (regex candidates only), then prefix length. Ties
-//! go to a port-specific host over an any-port host, then to the lower route
-//! index (declaration order). The first candidate in that order whose every
-//! condition matches wins. `protocols` is **not** a matching condition: an
-//! `http` request can match an `https`-only route, and the proxy answers it
-//! with `https_redirect_status_code` (Kong does the same). `docs/routing.md`
-//! lists every rule and every difference from Kong.
+//! A route is split, as Kong does, into one candidate per group of its paths
+//! (all regex paths together, each distinct prefix length alone).
+//! Candidates are ordered by Kong's priority, compared as a tuple: number of
+//! non-empty fields among methods/hosts/headers/paths/snis, then "all hosts
+//! plain" (no wildcard), then header count, then "regex path", then
+//! `regex_priority` (regex candidates only, signed), then prefix length.
+//! Kong leaves remaining ties to route UUIDs; we break them by the kinds of
+//! fields used (hosts > headers > paths > methods > snis, the `traditional`
+//! router's order), then a port-specific host over an any-port one, then
+//! the lower route index (declaration order). The first candidate in that
+//! order whose every condition matches wins. `protocols` is **not** a
+//! matching condition: an `http` request can match an `https`-only route and
+//! the proxy answers it with `https_redirect_status_code` (Kong does the
+//! same). `docs/routing.md` lists every rule and every difference from Kong.
 
 pub mod path;
 pub mod upstream;

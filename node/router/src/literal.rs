@@ -9,7 +9,7 @@
 //! inline flags such as `(?i)`) ends it. An empty prefix is always correct,
 //! only slower.
 
-use regex_syntax::ast::{parse::Parser, Ast, GroupKind};
+use regex_syntax::ast::{parse::Parser, print::Printer, AssertionKind, Ast, GroupKind};
 
 /// The literal text every match of `^(?:pattern)` starts with (a safe
 /// under-approximation; empty when `pattern` does not parse).
@@ -19,6 +19,36 @@ pub(crate) fn literal_prefix(pattern: &str) -> String {
         collect(&ast, &mut out);
     }
     out
+}
+
+/// Split `pattern` into its top-level literal prefix and the rest, as
+/// pattern text: `^(?:pattern)` matches `p` anchored iff `p` starts with the
+/// prefix and `rest` matches anchored right after it (look-around in `rest`
+/// still sees the prefix when searched within the whole path). A leading
+/// `^` is dropped (it always holds at the start). Unlike [`literal_prefix`]
+/// this does not enter groups. `None` when the pattern does not parse.
+pub(crate) fn split_literal(pattern: &str) -> Option<(String, String)> {
+    let ast = Parser::new().parse(pattern).ok()?;
+    let items: Vec<&Ast> = match &ast {
+        Ast::Concat(c) => c.asts.iter().collect(),
+        other => vec![other],
+    };
+    let mut i = 0;
+    if let Some(Ast::Assertion(a)) = items.first() {
+        if matches!(a.kind, AssertionKind::StartLine | AssertionKind::StartText) {
+            i = 1;
+        }
+    }
+    let mut lit = String::new();
+    while let Some(Ast::Literal(l)) = items.get(i) {
+        lit.push(l.c);
+        i += 1;
+    }
+    let mut rest = String::new();
+    for a in &items[i..] {
+        Printer::new().print(a, &mut rest).ok()?;
+    }
+    Some((lit, rest))
 }
 
 /// Appends the literal prefix of `ast` to `out`; false when `ast` ended it.
@@ -73,6 +103,20 @@ mod tests {
         assert_eq!(literal_prefix(r""), "");
         assert_eq!(literal_prefix(r"/é+"), "/");
         assert_eq!(literal_prefix(r"(unclosed"), "");
+    }
+
+    #[test]
+    fn splits() {
+        let s = |p: &str| split_literal(p).unwrap();
+        assert_eq!(s(r"/users/\d+/x$"), ("/users/".into(), r"\d+/x$".into()));
+        assert_eq!(s(r"^/a\.b/(c|d)"), ("/a.b/".into(), "(c|d)".into()));
+        assert_eq!(s(r"/ab?"), ("/a".into(), "b?".into()));
+        assert_eq!(s(r"/exact"), ("/exact".into(), "".into()));
+        assert_eq!(s(r"(?i)/a"), ("".into(), "(?i)/a".into()));
+        assert_eq!(s(r"/a|/b"), ("".into(), "/a|/b".into()));
+        assert_eq!(s(r"/a(?x) b # c"), ("/a".into(), "(?x)b".into()));
+        assert_eq!(s(r"/r/(?P<id>\d+)"), ("/r/".into(), r"(?P<id>\d+)".into()));
+        assert_eq!(split_literal("(unclosed"), None);
     }
 
     #[test]

@@ -22,23 +22,23 @@
 //!
 //! ## Find
 //! The request host selects at most `1 + 2 * (dots in host) + odd patterns +
-//! 1` buckets; each bucket's tree is walked along the request path; at each
+//! 1` buckets (wildcard maps are probed only for suffix/prefix lengths they
+//! contain); each bucket's tree is walked along the request path; at each
 //! node the entries are scanned best first, skipping any whose rank cannot
 //! beat the best match so far, and stopping at the first that matches
-//! (port, methods, SNI, headers, then regex). Regexes therefore run only
+//! (port and method mask from the entry itself, then SNI and headers only
+//! for routes that have them, then the regex). Regexes therefore run only
 //! when their candidate could still win. Nothing is allocated.
 
 use std::collections::HashMap;
 
 use gateway_config::Route;
-use regex_automata::meta::Regex as MetaRegex;
-use regex_automata::{Anchored, Input};
 
-use crate::cond::{method_bit, Conds, Ctx};
+use crate::cond::{flags, method_bit, method_mask, Conds, Ctx, NEEDS_CONDS};
 use crate::host::{self, parse_route_host, split_host_port, HostMap, HostPattern};
 use crate::literal::literal_prefix;
 use crate::priority::{field_kinds, split, PathSpec, Priority};
-use crate::re::path_regex;
+use crate::re::{path_regex, PathRegex, RegexCache};
 use crate::trie::{Arena, Entry, ANY_PORT, KIND_NO_PATH, KIND_PREFIX, KIND_REGEX_BASE};
 use crate::{normalize_path, RequestView, RouteMatch, RouterError};
 
@@ -54,38 +54,65 @@ const MAX_PATH_IDX: usize = (1 << PATH_BITS) - 1;
 #[derive(Debug)]
 struct OddWildcard {
     pattern: HostPattern,
-    root: u32,
+    bucket: u64,
+}
+
+/// Buckets with at most this many entries are a rank-sorted list instead
+/// of a tree: scanning a few contiguous lines beats a chain of dependent
+/// node loads when the data is not in cache.
+const FLAT_MAX: usize = 16;
+
+/// A bucket handle: low 32 bits a trie root or the start of a flat list,
+/// high 32 bits `TRIE` or the flat list's length.
+const TRIE: u64 = u32::MAX as u64;
+
+fn trie_bucket(root: u32) -> u64 {
+    (TRIE << 32) | u64::from(root)
+}
+
+fn flat_bucket(start: usize, len: usize) -> u64 {
+    ((len as u64) << 32) | start as u64
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FlatEntry {
+    entry: Entry,
+    key_start: u32,
+    key_len: u32,
 }
 
 /// A compiled, immutable route table. Cheap to share (`Send + Sync`).
 pub struct Router {
-    /// Candidate -> route index (a candidate is a route restricted to one
-    /// group of its paths).
-    cands: Vec<u32>,
-    /// Per route: the conditions the index does not cover.
+    /// Per route: the SNI / header / unusual-method conditions.
     conds: Vec<Conds>,
     /// Path regexes, searched anchored at the start of the path.
-    regexes: Vec<MetaRegex>,
+    regexes: Vec<PathRegex>,
     arena: Arena,
-    /// Bucket roots, indexed by bucket id.
-    roots: Vec<u32>,
+    /// Plain hosts -> trie root.
     exact: HostMap,
-    /// Keyed by the reverse hash of `.suffix`.
+    /// `.suffix` (keyed by reverse hash) -> trie root.
     suffix: HostMap,
-    /// Keyed by the forward hash of `prefix.`.
+    /// `prefix.` (keyed by forward hash) -> trie root.
     prefix: HostMap,
     odd: Vec<OddWildcard>,
-    hostless: Option<u32>,
+    /// The bucket of the candidates without hosts.
+    hostless: Option<u64>,
+    /// Entries of small buckets, each bucket contiguous and sorted by rank.
+    flat: Vec<FlatEntry>,
+    /// Path keys of `flat`, each bucket contiguous.
+    flat_keys: Vec<u8>,
     routes: usize,
+    candidates: usize,
+    buckets: usize,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("routes", &self.routes)
-            .field("candidates", &self.cands.len())
+            .field("candidates", &self.candidates)
             .field("regexes", &self.regexes.len())
-            .field("buckets", &self.roots.len())
+            .field("buckets", &self.buckets)
             .field("trie_nodes", &self.arena.node_count())
             .finish()
     }
@@ -94,7 +121,7 @@ impl std::fmt::Debug for Router {
 #[derive(Clone, Copy)]
 struct Best {
     rank: u64,
-    cand: u32,
+    route: u32,
     len: usize,
 }
 
@@ -117,7 +144,8 @@ impl Router {
             key: (Priority, u8),
             paths: Vec<usize>,
         }
-        let mut regexes: Vec<MetaRegex> = Vec::new();
+        let mut regexes: Vec<PathRegex> = Vec::new();
+        let mut regex_cache = RegexCache::default();
         // Per route: per path, (trie key, kind).
         let mut path_keys: Vec<Vec<(Vec<u8>, u32)>> = Vec::with_capacity(routes.len());
         let mut pending: Vec<Pending> = Vec::new();
@@ -127,10 +155,12 @@ impl Router {
             let mut keys = Vec::with_capacity(route.paths.len());
             for (pi, p) in route.paths.iter().enumerate() {
                 if let Some(src) = p.strip_prefix('~') {
-                    let re = path_regex(src).map_err(|e| RouterError::InvalidRegex {
-                        route: ri,
-                        path: pi,
-                        message: e.to_string(),
+                    let re = path_regex(src, &mut regex_cache).map_err(|e| {
+                        RouterError::InvalidRegex {
+                            route: ri,
+                            path: pi,
+                            message: e.to_string(),
+                        }
                     })?;
                     let kind = KIND_REGEX_BASE + regexes.len() as u32;
                     regexes.push(re);
@@ -169,7 +199,6 @@ impl Router {
 
         // 2. Order candidates and assign (class, ordinal).
         pending.sort_by(|a, b| b.key.cmp(&a.key).then(a.route.cmp(&b.route)));
-        let mut cands: Vec<u32> = Vec::with_capacity(pending.len());
         let mut class_ord: Vec<(u64, u64)> = Vec::with_capacity(pending.len());
         let (mut class, mut ord) = (0u64, 0u64);
         for (i, p) in pending.iter().enumerate() {
@@ -189,7 +218,6 @@ impl Router {
                 });
             }
             class_ord.push((class, ord));
-            cands.push(p.route as u32);
         }
 
         // 3. File entries into host buckets.
@@ -219,17 +247,17 @@ impl Router {
                 }
                 let port_bit = u64::from(port == ANY_PORT);
                 let base = (class << CLASS_SHIFT) | (port_bit << PORT_SHIFT) | (ord << PATH_BITS);
+                let entry = Entry {
+                    rank: base,
+                    route: p.route as u32,
+                    port,
+                    kind: KIND_NO_PATH,
+                    methods: method_mask(route),
+                    flags: flags(route),
+                };
                 let items = &mut bucket_items[b as usize];
                 if p.paths.is_empty() {
-                    items.push((
-                        Vec::new(),
-                        Entry {
-                            rank: base,
-                            cand: ci as u32,
-                            port,
-                            kind: KIND_NO_PATH,
-                        },
-                    ));
+                    items.push((Vec::new(), entry));
                 }
                 for &pi in &p.paths {
                     let (key, kind) = &keys[pi];
@@ -237,55 +265,74 @@ impl Router {
                         key.clone(),
                         Entry {
                             rank: base | pi.min(MAX_PATH_IDX) as u64,
-                            cand: ci as u32,
-                            port,
                             kind: *kind,
+                            ..entry
                         },
                     ));
                 }
             }
         }
 
-        // 4. Build one tree per bucket and the host maps.
+        // 4. Build each bucket (a flat list or a tree) and the host maps.
         let mut arena = Arena::default();
-        let mut roots = Vec::with_capacity(bucket_items.len());
-        for items in bucket_items {
-            roots.push(arena.build(items));
+        let mut flat: Vec<FlatEntry> = Vec::new();
+        let mut flat_keys: Vec<u8> = Vec::new();
+        let handles: Vec<u64> = bucket_items
+            .into_iter()
+            .map(|mut items| {
+                if items.len() > FLAT_MAX {
+                    return trie_bucket(arena.build(items));
+                }
+                items.sort_by_key(|(_, e)| e.rank);
+                let start = flat.len();
+                for (key, entry) in &items {
+                    flat.push(FlatEntry {
+                        entry: *entry,
+                        key_start: flat_keys.len() as u32,
+                        key_len: key.len() as u32,
+                    });
+                    flat_keys.extend_from_slice(key);
+                }
+                flat_bucket(start, items.len())
+            })
+            .collect();
+        let (mut exact, mut suffix, mut prefix) = (Vec::new(), Vec::new(), Vec::new());
+        let mut odd = Vec::new();
+        let mut hostless = None;
+        let buckets = handles.len();
+        for (key, b) in bucket_ids {
+            let bucket = handles[b as usize];
+            match key {
+                BucketKey::Hostless => hostless = Some(bucket),
+                BucketKey::Host(HostPattern::Exact(h)) => {
+                    exact.push((host::hash_fwd(h.as_bytes()), h, bucket))
+                }
+                BucketKey::Host(HostPattern::Suffix(s)) if s.starts_with('.') => {
+                    suffix.push((host::hash_rev(s.as_bytes()), s, bucket))
+                }
+                BucketKey::Host(HostPattern::Prefix(s)) if s.ends_with('.') => {
+                    prefix.push((host::hash_fwd(s.as_bytes()), s, bucket))
+                }
+                BucketKey::Host(pattern) => odd.push((b, OddWildcard { pattern, bucket })),
+            }
         }
-        let mut router = Router {
-            cands,
+        // Odd patterns are checked in a fixed order (any order is correct).
+        odd.sort_by_key(|(b, _)| *b);
+        Ok(Router {
             conds,
             regexes,
             arena,
-            roots,
-            exact: HostMap::default(),
-            suffix: HostMap::default(),
-            prefix: HostMap::default(),
-            odd: Vec::new(),
-            hostless: None,
+            exact: HostMap::new(exact),
+            suffix: HostMap::new(suffix),
+            prefix: HostMap::new(prefix),
+            odd: odd.into_iter().map(|(_, o)| o).collect(),
+            hostless,
+            flat,
+            flat_keys,
             routes: routes.len(),
-        };
-        let mut keys: Vec<(BucketKey, u32)> = bucket_ids.into_iter().collect();
-        keys.sort_by_key(|(_, b)| *b);
-        for (key, b) in keys {
-            match key {
-                BucketKey::Hostless => router.hostless = Some(b),
-                BucketKey::Host(HostPattern::Exact(h)) => {
-                    router.exact.insert(host::hash_fwd(h.as_bytes()), &h, b)
-                }
-                BucketKey::Host(HostPattern::Suffix(s)) if s.starts_with('.') => {
-                    router.suffix.insert(host::hash_rev(s.as_bytes()), &s, b)
-                }
-                BucketKey::Host(HostPattern::Prefix(s)) if s.ends_with('.') => {
-                    router.prefix.insert(host::hash_fwd(s.as_bytes()), &s, b)
-                }
-                BucketKey::Host(pattern) => router.odd.push(OddWildcard {
-                    pattern,
-                    root: router.roots[b as usize],
-                }),
-            }
-        }
-        Ok(router)
+            candidates: pending.len(),
+            buckets,
+        })
     }
 
     /// Number of routes the router was built from.
@@ -312,51 +359,79 @@ impl Router {
         };
         let mut best = Best {
             rank: u64::MAX,
-            cand: 0,
+            route: 0,
             len: 0,
         };
         if let Some(hs) = host.filter(|h| !h.is_empty()) {
             let h = hs.as_bytes();
             if self.exact.has_len(h.len()) {
-                if let Some(b) = self.exact.get(host::hash_fwd(h), h) {
-                    self.search(b, &ctx, &mut best);
+                if let Some(bucket) = self.exact.get(host::hash_fwd(h), h) {
+                    self.search(bucket, &ctx, &mut best);
                 }
             }
             for (i, _) in h.iter().enumerate().filter(|(_, c)| **c == b'.') {
                 let suffix = &h[i..];
                 if self.suffix.has_len(suffix.len()) {
-                    if let Some(b) = self.suffix.get(host::hash_rev(suffix), suffix) {
-                        self.search(b, &ctx, &mut best);
+                    if let Some(bucket) = self.suffix.get(host::hash_rev(suffix), suffix) {
+                        self.search(bucket, &ctx, &mut best);
                     }
                 }
                 let prefix = &h[..=i];
                 if self.prefix.has_len(prefix.len()) {
-                    if let Some(b) = self.prefix.get(host::hash_fwd(prefix), prefix) {
-                        self.search(b, &ctx, &mut best);
+                    if let Some(bucket) = self.prefix.get(host::hash_fwd(prefix), prefix) {
+                        self.search(bucket, &ctx, &mut best);
                     }
                 }
             }
             for odd in &self.odd {
                 if odd.pattern.is_match(hs) {
-                    self.search_root(odd.root, &ctx, &mut best);
+                    self.search(odd.bucket, &ctx, &mut best);
                 }
             }
         }
-        if let Some(b) = self.hostless {
-            self.search(b, &ctx, &mut best);
+        if let Some(bucket) = self.hostless {
+            self.search(bucket, &ctx, &mut best);
         }
-        (best.rank != u64::MAX).then(|| RouteMatch {
-            route: self.cands[best.cand as usize] as usize,
+        (best.rank != u64::MAX).then_some(RouteMatch {
+            route: best.route as usize,
             matched_path_len: best.len,
         })
     }
 
+    /// Search one bucket.
     #[inline]
-    fn search(&self, bucket: u32, ctx: &Ctx<'_>, best: &mut Best) {
-        self.search_root(self.roots[bucket as usize], ctx, best);
+    fn search(&self, bucket: u64, ctx: &Ctx<'_>, best: &mut Best) {
+        let low = (bucket & 0xffff_ffff) as usize;
+        match bucket >> 32 {
+            TRIE => self.search_trie(low as u32, ctx, best),
+            len => self.search_flat(low, len as usize, ctx, best),
+        }
     }
 
-    fn search_root(&self, root: u32, ctx: &Ctx<'_>, best: &mut Best) {
+    /// A small bucket: its entries best first; the first that matches wins.
+    fn search_flat(&self, start: usize, len: usize, ctx: &Ctx<'_>, best: &mut Best) {
+        let path = ctx.path.as_bytes();
+        for f in &self.flat[start..start + len] {
+            if f.entry.rank >= best.rank {
+                return;
+            }
+            let ks = f.key_start as usize;
+            if !path.starts_with(&self.flat_keys[ks..ks + f.key_len as usize]) {
+                continue;
+            }
+            if let Some(len) = self.check(&f.entry, f.key_len as usize, ctx) {
+                *best = Best {
+                    rank: f.entry.rank,
+                    route: f.entry.route,
+                    len,
+                };
+                return;
+            }
+        }
+    }
+
+    /// Walk a bucket's tree along the path.
+    fn search_trie(&self, root: u32, ctx: &Ctx<'_>, best: &mut Best) {
         let path = ctx.path.as_bytes();
         let mut node = self.arena.node(root);
         let mut pos = 0usize;
@@ -369,7 +444,19 @@ impl Router {
                 return;
             }
             pos += label.len();
-            self.scan(self.arena.entries(node), pos, ctx, best);
+            for e in self.arena.entries(node) {
+                if e.rank >= best.rank {
+                    break;
+                }
+                if let Some(len) = self.check(e, pos, ctx) {
+                    *best = Best {
+                        rank: e.rank,
+                        route: e.route,
+                        len,
+                    };
+                    break;
+                }
+            }
             if pos >= path.len() {
                 return;
             }
@@ -380,36 +467,24 @@ impl Router {
         }
     }
 
+    /// Whether the entry, whose path key (`depth` bytes) prefixes the path,
+    /// matches the request; `Some(matched_path_len)` if so.
     #[inline]
-    fn scan(&self, entries: &[Entry], depth: usize, ctx: &Ctx<'_>, best: &mut Best) {
-        for e in entries {
-            if e.rank >= best.rank {
-                return;
-            }
-            if e.port != ANY_PORT && ctx.port.map(u32::from) != Some(e.port) {
-                continue;
-            }
-            let route = self.cands[e.cand as usize] as usize;
-            if !self.conds[route].matches(ctx) {
-                continue;
-            }
-            let len = match e.kind {
-                KIND_NO_PATH => 0,
-                KIND_PREFIX => depth,
-                k => {
-                    let input = Input::new(ctx.path).anchored(Anchored::Yes);
-                    match self.regexes[(k - KIND_REGEX_BASE) as usize].search_half(&input) {
-                        Some(m) => m.offset(),
-                        None => continue,
-                    }
-                }
-            };
-            *best = Best {
-                rank: e.rank,
-                cand: e.cand,
-                len,
-            };
-            return;
+    fn check(&self, e: &Entry, depth: usize, ctx: &Ctx<'_>) -> Option<usize> {
+        if e.port != ANY_PORT && ctx.port.map(u32::from) != Some(e.port) {
+            return None;
+        }
+        let conds = &self.conds[e.route as usize];
+        if !ctx.method_allowed(e.methods, || conds) {
+            return None;
+        }
+        if e.flags & NEEDS_CONDS != 0 && !conds.matches(ctx) {
+            return None;
+        }
+        match e.kind {
+            KIND_NO_PATH => Some(0),
+            KIND_PREFIX => Some(depth),
+            k => self.regexes[(k - KIND_REGEX_BASE) as usize].match_end(ctx.path),
         }
     }
 }

@@ -327,7 +327,13 @@ fn random_tables_match_the_reference() {
     let mut reference = Reference::default();
     let (mut compared, mut matched) = (0usize, 0usize);
     for case in 0..2000 {
-        let n = 1 + rng.below(12);
+        // Small tables exercise the flat buckets (at most 16 entries);
+        // larger ones put the busiest buckets in radix trees.
+        let n = if rng.pct(70) {
+            1 + rng.below(12)
+        } else {
+            20 + rng.below(40)
+        };
         let routes: Vec<Route> = (0..n).map(|_| random_route(&mut rng)).collect();
         let router = router(&routes);
         for _ in 0..60 {
@@ -356,7 +362,7 @@ fn random_tables_match_the_reference() {
     }
     // The pools must produce both outcomes often.
     assert!(
-        matched > compared / 4 && matched < compared * 3 / 4,
+        matched > compared / 4 && matched < compared * 9 / 10,
         "{matched}/{compared}"
     );
 }

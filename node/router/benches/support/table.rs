@@ -6,9 +6,10 @@
 //!   8% a `*.t{k}.example.net` wildcard, 3% an `app{k}.*` wildcard, 34% none;
 //! - paths: 95% prefix paths `/{top}/v{1..3}/{word}/{0..24}` (6 tops x 3
 //!   versions x 48 words: long shared prefixes), 10% of those with a second
-//!   `-legacy` path; 5% one regex path (three shapes: digits + `$`, a named
-//!   hex group then an alternation group, a `[a-z]+-\d+` tail), with
-//!   `regex_priority` in -1..=1;
+//!   `-legacy` path; 5% one regex path (three shapes: digits then a word
+//!   and `$`, a named hex group of 6 to 12 digits then a two-word
+//!   alternation, a `[a-z]+-\d+` segment then a word; the parts after the
+//!   literal prefix are mostly distinct), with `regex_priority` in -1..=1;
 //! - methods: 15% GET+HEAD, 10% POST+PUT+PATCH, 5% DELETE, 70% none;
 //! - headers: 3% (`x-api-version: v1|v2`, or a `~*` user-agent regex).
 //!
@@ -171,18 +172,24 @@ pub fn generate(n: usize, seed: u64) -> Table {
         let path = if rng.pct(5) {
             kind = Kind::RegexHit;
             r.regex_priority = rng.below(3) as i64 - 1;
+            // Mostly distinct regex tails, so compiled tails are rarely
+            // shared (the router shares identical tails).
+            let (a, b) = (WORDS[rng.below(WORDS.len())], WORDS[rng.below(WORDS.len())]);
             let (pat, sample) = match rng.below(3) {
                 0 => (
-                    format!(r"~/{top}/v{v}/{w}/\d+/{}$", WORDS[j]),
-                    format!("/{top}/v{v}/{w}/{}/{}", rng.below(100_000), WORDS[j]),
+                    format!(r"~/{top}/v{v}/{w}/\d+/{a}{j}$"),
+                    format!("/{top}/v{v}/{w}/{}/{a}{j}", rng.below(100_000)),
                 ),
-                1 => (
-                    format!(r"~/{top}/v{v}/{w}/(?<id>[0-9a-f]{{8}})/(items|parts)"),
-                    format!("/{top}/v{v}/{w}/deadbeef/items/{}", rng.below(100)),
-                ),
+                1 => {
+                    let n = 6 + rng.below(7);
+                    (
+                        format!(r"~/{top}/v{v}/{w}/(?<id>[0-9a-f]{{{n}}})/({a}|{b})"),
+                        format!("/{top}/v{v}/{w}/{}/{b}/{}", "c".repeat(n), rng.below(100)),
+                    )
+                }
                 _ => (
-                    format!(r"~/{top}/v{v}/{w}{j}/[a-z]+-\d+"),
-                    format!("/{top}/v{v}/{w}{j}/abc-{}", rng.below(1000)),
+                    format!(r"~/{top}/v{v}/{w}{j}/[a-z]+-\d+/{a}"),
+                    format!("/{top}/v{v}/{w}{j}/abc-{}/{a}", rng.below(1000)),
                 ),
             };
             r.paths.push(pat);
