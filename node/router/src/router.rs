@@ -17,14 +17,15 @@
 //! so "lowest rank that matches" is exactly the documented order. Entries
 //! are filed by host into buckets (an exact-host map, a `*.suffix` map, a
 //! `prefix.*` map, a list of odd wildcard patterns, and one bucket for
-//! candidates without hosts), and inside a bucket by path key into a radix
-//! tree (see `trie`).
+//! candidates without hosts). A bucket of at most 16 entries is a list
+//! sorted by rank, each entry with its path key; a larger one is a radix
+//! tree of path keys (see `trie`).
 //!
 //! ## Find
 //! The request host selects at most `1 + 2 * (dots in host) + odd patterns +
 //! 1` buckets (wildcard maps are probed only for suffix/prefix lengths they
-//! contain); each bucket's tree is walked along the request path; at each
-//! node the entries are scanned best first, skipping any whose rank cannot
+//! contain); each bucket's list is scanned, or its tree walked along the
+//! request path; entries are scanned best first, skipping any whose rank cannot
 //! beat the best match so far, and stopping at the first that matches
 //! (port and method mask from the entry itself, then SNI and headers only
 //! for routes that have them, then the regex). Regexes therefore run only
