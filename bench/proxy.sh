@@ -17,8 +17,9 @@
 #                       to finish and the CPU to go quiet before measuring
 #                       (then measures anyway and says so)
 #   QUIET_PCT [15]      "quiet" = less than this % of all CPUs busy
-#   FOREIGN_MAX [5]     a run during which rustc ran or other processes used
-#   RETRIES [2]         >= FOREIGN_MAX % of a core is run again, up to RETRIES
+#   FOREIGN_MAX [5]     a run during which rustc ran or other processes plus
+#   RETRIES [2]         hypervisor steal used >= FOREIGN_MAX % of a core is run
+#                       again, up to RETRIES
 #                       times; the last attempt is kept and flagged
 #   SKIP_BUILD [0]      1 = use the existing target/release/gateway
 #   OUT [bench/out/proxy-DATE]  where configs, logs and results go
@@ -26,7 +27,9 @@
 # Fairness (2-core machine): wrk has core 0 to itself; the proxy under test
 # and the upstream share core 1, so every proxied request costs "proxy +
 # upstream" CPU on core 1 for both proxies alike. The direct-upstream row is
-# the ceiling of this setup. One worker each: nginx `worker_processes 1`, the
+# the ceiling of this setup. All servers (upstream, and a gateway and an nginx
+# proxy per table size) run for the whole measurement; each round runs wrk
+# against every one of them in turn, so drift of the machine hits all alike. One worker each: nginx `worker_processes 1`, the
 # gateway with TOKIO_WORKER_THREADS=1 (and every thread of it pinned by
 # taskset). Both proxies keep connections to the upstream alive, both add
 # X-Forwarded-*/X-Real-IP headers, neither writes an access log.
@@ -206,7 +209,7 @@ to_ms() {
 }
 
 RESULTS=$OUT/results.tsv
-printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\trustc_seen\n' >"$RESULTS"
+printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\tsteal_pct\trustc_seen\n' >"$RESULTS"
 
 # CPU ticks of every process: "sample pid ppid ticks" (utime + stime).
 proc_ticks() {
@@ -234,6 +237,8 @@ foreign_pct() { # samples_file seconds wrk_pid
         }' "$1"
 }
 
+steal_ticks() { awk '$1 == "cpu" {print $9; exit}' /proc/stat; }
+
 dur_s() { # "10s" / "1m" / "500ms" -> whole seconds (at least 1)
     awk -v d="$1" 'BEGIN { n = d + 0; u = d; sub(/^[0-9.]+/, "", u)
         if (u == "m") n *= 60; else if (u == "h") n *= 3600; else if (u == "ms") n /= 1000
@@ -245,12 +250,13 @@ FOREIGN_MAX=${FOREIGN_MAX:-5}
 run_wrk() { # target routes round url
     local target=$1 routes=$2 round=$3 url=$4
     local f=$OUT/wrk-$target-$routes-r$round.txt samples=$OUT/.samples
-    local secs attempt wpid rustc_seen foreign i
+    local secs attempt wpid rustc_seen foreign i st0 steal
     secs=$(dur_s "$DURATION")
     for attempt in $(seq 1 $((RETRIES + 1))); do
         wait_quiet
         rustc_seen=0
         proc_ticks 0 >"$samples"
+        st0=$(steal_ticks)
         taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1 &
         wpid=$!
         for i in $(seq 1 $((secs + 30))); do
@@ -261,13 +267,15 @@ run_wrk() { # target routes round url
         done
         wait "$wpid" || die "wrk failed for $target: $(cat "$f")"
         foreign=$(foreign_pct "$samples" "$secs" "$wpid")
-        if ((rustc_seen == 0)) && awk -v x="$foreign" -v m="$FOREIGN_MAX" 'BEGIN { exit !(x < m) }'; then
+        steal=$(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$(getconf CLK_TCK)" -v s="$secs" \
+            'BEGIN { printf "%.1f", (b - a) * 100 / hz / s }')
+        if ((rustc_seen == 0)) && awk -v x="$foreign" -v y="$steal" -v m="$FOREIGN_MAX" 'BEGIN { exit !(x + y < m) }'; then
             break
         fi
         if ((attempt <= RETRIES)); then
-            log "$target routes=$routes round $round disturbed (other processes used ${foreign}% of a core, rustc seen: $rustc_seen); running it again"
+            log "$target routes=$routes round $round disturbed (other processes used ${foreign}% of a core, hypervisor steal ${steal}%, rustc seen: $rustc_seen); running it again"
         else
-            log "WARNING: $target routes=$routes round $round still disturbed after $attempt attempts (${foreign}%, rustc seen: $rustc_seen); keeping it"
+            log "WARNING: $target routes=$routes round $round still disturbed after $attempt attempts (other ${foreign}%, steal ${steal}%, rustc seen: $rustc_seen); keeping it"
             DISTURBED=1
         fi
     done
@@ -280,10 +288,10 @@ run_wrk() { # target routes round url
         for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { x = $i; sub(/,/, "", x); n += x } }
         END {print n + 0}' "$f")
     [[ -n $rps ]] || die "could not parse $f"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
-        "$errs" "$attempt" "$foreign" "$rustc_seen" >>"$RESULTS"
-    log "$(printf '%-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  (other CPU %s%%)' \
-        "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$foreign")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
+        "$errs" "$attempt" "$foreign" "$steal" "$rustc_seen" >>"$RESULTS"
+    log "$(printf '%-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  (other CPU %s%%, steal %s%%)' \
+        "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$foreign" "$steal")"
 }
 
 warm() { taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$1" >/dev/null 2>&1 || true; }
@@ -419,9 +427,13 @@ EOF
 }
 
 # ---------------------------------------------------------------- measure
-declare -A IDLE_RSS LOAD_RSS
+# Every server for every table size runs for the whole measurement (idle
+# when not loaded), so the rounds interleave all targets and both sizes:
+# a slow drift of the machine then hits every target alike.
+declare -A IDLE_RSS LOAD_RSS GW_PIDS URL
 ROUTE_COUNT_NOTE=""
-FIRST_SIZE=1
+URL[upstream/-]="http://127.0.0.1:$UP_PORT$BENCH_PATH"
+ORDER=(upstream/-)
 for n in $ROUTES; do
     kong=$OUT/kong-$n.yml
     gen_kong "$n" "$kong"
@@ -440,13 +452,13 @@ for n in $ROUTES; do
     srv=$(grep -c 'server {' "$ng_dir/nginx.conf" || true)
     ROUTE_COUNT_NOTE+="routes=$n: nginx gets $loc locations in $srv server blocks; "
 
-    wait_quiet
     t0=$(date +%s.%N)
     TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEWAY" run --config "$kong" \
         --proxy-listen "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$GW_ADMIN" \
         >"$OUT/gateway-$n.log" 2>&1 &
     GW_PID=$!
     PIDS+=("$GW_PID")
+    GW_PIDS[$n]=$GW_PID
     wait_http "http://127.0.0.1:$GW_ADMIN/status" 120 \
         || die "gateway did not come up with $n routes: $(tail -20 "$OUT/gateway-$n.log")"
     t1=$(date +%s.%N)
@@ -455,8 +467,8 @@ for n in $ROUTES; do
     log "gateway pid $GW_PID ($n routes) up in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')s, idle VmRSS ${IDLE_RSS[$n]} kB"
 
     start_nginx "proxy-$n" "$ng_dir/nginx.conf" "$PROXY_CPU"
-    NG_PID=$NGX_PID
     wait_http "http://127.0.0.1:$NG_PORT$BENCH_PATH" 30 || die "nginx proxy did not start ($n routes)"
+    log "nginx proxy pid $NGX_PID ($n routes) on 127.0.0.1:$NG_PORT"
 
     # Same answer through both proxies, and a 404 for an unknown path.
     for u in "http://127.0.0.1:$GW_PORT" "http://127.0.0.1:$NG_PORT"; do
@@ -465,26 +477,21 @@ for n in $ROUTES; do
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$u/nope/not-a-route")
         [[ $code == 404 ]] || die "expected 404 from $u/nope/not-a-route, got $code"
     done
+    URL[gateway/$n]="http://127.0.0.1:$GW_PORT$BENCH_PATH"
+    URL[nginx/$n]="http://127.0.0.1:$NG_PORT$BENCH_PATH"
+    ORDER+=("gateway/$n" "nginx/$n")
+done
 
-    targets=(gateway nginx)
-    ((FIRST_SIZE)) && targets=(upstream gateway nginx)
-    declare -A URL=(
-        [upstream]="http://127.0.0.1:$UP_PORT$BENCH_PATH"
-        [gateway]="http://127.0.0.1:$GW_PORT$BENCH_PATH"
-        [nginx]="http://127.0.0.1:$NG_PORT$BENCH_PATH"
-    )
-    wait_quiet
-    for t in "${targets[@]}"; do warm "${URL[$t]}"; done
-    for r in $(seq 1 "$ROUNDS"); do
-        for t in "${targets[@]}"; do
-            run_wrk "$t" "$n" "$r" "${URL[$t]}"
-        done
+wait_quiet
+for k in "${ORDER[@]}"; do warm "${URL[$k]}"; done
+for r in $(seq 1 "$ROUNDS"); do
+    for k in "${ORDER[@]}"; do
+        run_wrk "${k%/*}" "${k#*/}" "$r" "${URL[$k]}"
     done
-    LOAD_RSS[$n]=$(rss_kb "$GW_PID")
+done
+for n in $ROUTES; do
+    LOAD_RSS[$n]=$(rss_kb "${GW_PIDS[$n]}")
     log "gateway VmRSS after load ($n routes): ${LOAD_RSS[$n]} kB"
-    stop_pid "$NG_PID"
-    stop_pid "$GW_PID"
-    FIRST_SIZE=0
 done
 
 # ---------------------------------------------------------------- report
@@ -497,7 +504,7 @@ SUMMARY=$OUT/summary.md
 {
     echo "| target | routes | req/s | p50 (ms) | p99 (ms) | errors |"
     echo "|---|---:|---:|---:|---:|---:|"
-    for n in $ROUTES; do
+    for n in - $ROUTES; do
         for t in upstream gateway nginx; do
             [[ -n $(col "$t" "$n" 4) ]] || continue
             rps=$(col "$t" "$n" 4 | median)
@@ -532,12 +539,12 @@ SUMMARY=$OUT/summary.md
         done
     fi
     echo
-    echo "- wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS interleaved rounds, medians; wrk on core $LOADGEN_CPU, proxy on core $PROXY_CPU, upstream on core $UPSTREAM_CPU"
+    echo "- wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds interleaving all targets and sizes, medians; wrk on core $LOADGEN_CPU, proxy on core $PROXY_CPU, upstream on core $UPSTREAM_CPU"
     echo "- ${ROUTE_COUNT_NOTE%; }"
     if ((DISTURBED)); then
         echo "- WARNING: at least one kept run was disturbed by other processes (rustc or >= ${FOREIGN_MAX}% of a core; see results.tsv and the log)"
     else
-        echo "- every kept run: no rustc seen and other processes used < ${FOREIGN_MAX}% of a core (disturbed runs were re-run; see attempts in results.tsv)"
+        echo "- every kept run: no rustc seen, other processes plus hypervisor steal < ${FOREIGN_MAX}% of a core (disturbed runs were re-run; see attempts in results.tsv)"
     fi
 } >"$SUMMARY"
 echo
