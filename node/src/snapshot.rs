@@ -86,14 +86,12 @@ impl LiveConfig {
         upstreams: Arc<UpstreamManager>,
         plugins: PluginRegistry,
     ) -> Result<Arc<Self>, ApplyError> {
-        let empty = compile(
-            Config {
-                format_version: "3.0".into(),
-                ..Config::default()
-            },
-            &upstreams,
-            &plugins,
-        )?;
+        let empty = Config {
+            format_version: "3.0".into(),
+            ..Config::default()
+        };
+        let hash = empty.hash();
+        let empty = compile(empty, hash, &upstreams, &plugins)?;
         Ok(Arc::new(LiveConfig {
             current: ArcSwap::from_pointee(empty),
             upstreams,
@@ -125,7 +123,7 @@ impl LiveConfig {
         if self.current.load().hash == hash {
             return Ok(Applied::Unchanged { hash });
         }
-        let compiled = compile(config, &self.upstreams, &self.plugins)?;
+        let compiled = compile(config, hash, &self.upstreams, &self.plugins)?;
         let hash = compiled.hash.clone();
         self.current.store(Arc::new(compiled));
         tracing::info!(configuration_hash = %hash, "configuration applied");
@@ -141,11 +139,11 @@ impl LiveConfig {
 
 fn compile(
     config: Config,
+    hash: String,
     upstreams: &Arc<UpstreamManager>,
     plugins: &PluginRegistry,
 ) -> Result<CompiledConfig, ApplyError> {
     use crate::proxy::pool::Wire;
-    let hash = config.hash();
     // Routes of disabled services are not served (Kong excludes them).
     let router_routes: Vec<gateway_config::RouteIdx> = (0..config.routes.len())
         .filter(|&i| {

@@ -144,12 +144,13 @@ impl Admin {
             Ok(c) => c,
             Err(errors) => return invalid_config(&errors),
         };
-        if check_hash && config.hash() == self.live.current().hash {
-            let mut resp = Response::new(full(Bytes::new()));
-            *resp.status_mut() = StatusCode::NOT_MODIFIED;
-            return resp;
-        }
+        // `apply` hashes once and reports an unchanged config itself.
         match self.live.apply(config).await {
+            Ok(Applied::Unchanged { .. }) if check_hash => {
+                let mut resp = Response::new(full(Bytes::new()));
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                resp
+            }
             Ok(Applied::Swapped { hash } | Applied::Unchanged { hash }) => {
                 let snap = self.live.current();
                 let mut body = snap.config.to_declarative();

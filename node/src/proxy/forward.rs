@@ -193,9 +193,11 @@ pub fn append_via(headers: &mut HeaderMap) {
     set(headers, "via", &via);
 }
 
+/// `name` is a lower-case literal: `from_static` borrows it, so no header
+/// name is allocated per request.
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
+        headers.insert(HeaderName::from_static(name), v);
     }
 }
 
