@@ -2,6 +2,7 @@
 //! one `LiveConfig`, and shut everything down gracefully.
 
 use crate::admin::{Admin, NodeInfo};
+use crate::cluster::Cluster;
 use crate::plugins::PluginRegistry;
 use crate::proxy::server::{serve, HttpLimits, Shutdown};
 use crate::proxy::{Proxy, ProxySettings, Stats};
@@ -67,6 +68,15 @@ impl Node {
     /// Bind the listeners and start serving `live` (already holding the
     /// config to serve, so the first request sees it).
     pub async fn start(opts: NodeOptions, live: Arc<LiveConfig>) -> Result<Node, StartError> {
+        Self::start_with_cluster(opts, live, None).await
+    }
+
+    /// `start`, with the admin API wired to a cluster member (cluster mode).
+    pub async fn start_with_cluster(
+        opts: NodeOptions,
+        live: Arc<LiveConfig>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Node, StartError> {
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)
                 .await
@@ -109,6 +119,7 @@ impl Node {
                 hostname: hostname(),
             },
             max_config_bytes: opts.max_config_bytes,
+            cluster,
         });
         tasks.spawn(serve(
             admin_listener,

@@ -14,6 +14,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod certs;
+pub mod cluster;
 pub mod demo;
 pub mod plugins;
 pub mod proxy;

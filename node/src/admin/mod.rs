@@ -28,6 +28,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::cluster::Cluster;
+
 /// Who this node is, for `GET /`.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -42,6 +44,9 @@ pub struct Admin {
     pub node: NodeInfo,
     /// Largest accepted `POST /config` body.
     pub max_config_bytes: usize,
+    /// Set in cluster mode: `POST /config` proposes through Raft and
+    /// `/status` reports the node's place in its region.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -103,6 +108,7 @@ impl Admin {
                 },
                 "memory": { "rss_bytes": rss_bytes() },
                 "database": { "reachable": true },
+                "cluster": self.cluster.as_ref().map(|c| cluster_status(&c.status())),
             }),
         )
     }
@@ -144,6 +150,9 @@ impl Admin {
             Ok(c) => c,
             Err(errors) => return invalid_config(&errors),
         };
+        if let Some(cluster) = &self.cluster {
+            return self.propose(cluster, config, &files, check_hash).await;
+        }
         // `apply` hashes once and reports an unchanged config itself.
         match self.live.apply(config).await {
             Ok(Applied::Unchanged { .. }) if check_hash => {
@@ -163,6 +172,73 @@ impl Admin {
             Err(ApplyError::Compile(msg)) => message(StatusCode::BAD_REQUEST, &msg),
         }
     }
+}
+
+impl Admin {
+    /// Cluster mode: the config (already validated here) is committed
+    /// through Raft; the answer comes once it is committed and applied.
+    async fn propose(
+        &self,
+        cluster: &Cluster,
+        config: gateway_config::Config,
+        files: &[SourceFile],
+        check_hash: bool,
+    ) -> Response<ProxyBody> {
+        let hash = config.hash();
+        if check_hash && hash == self.live.current().hash {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return resp;
+        }
+        match cluster
+            .propose_files(files, "admin", "POST /config", false)
+            .await
+        {
+            Ok(reply) => {
+                let mut body = config.to_declarative();
+                if let Value::Object(m) = &mut body {
+                    m.insert("configuration_hash".into(), Value::String(hash));
+                    m.insert("version".into(), Value::String(reply.active_version));
+                    m.insert("raft_index".into(), json!(reply.index));
+                }
+                json_response(StatusCode::CREATED, &body)
+            }
+            Err(status) => {
+                let code = match status.code() {
+                    tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+                    tonic::Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
+                    tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                message(code, status.message())
+            }
+        }
+    }
+}
+
+/// The cluster part of `GET /status`.
+fn cluster_status(s: &gateway_proto::control::NodeStatus) -> Value {
+    json!({
+        "region": s.region,
+        "node_id": s.node_id,
+        "role": s.role,
+        "term": s.term,
+        "leader_id": s.leader_id,
+        "leader_addr": s.leader_addr,
+        "last_log_index": s.last_log_index,
+        "last_applied_index": s.last_applied_index,
+        "active_version": s.active_version,
+        "mode": s.mode,
+        "pinned_to": s.pinned_to,
+        "local_error": s.local_error,
+        "raft_addr": s.raft_addr,
+        "snapshot_index": s.snapshot_index,
+        "purged_index": s.purged_index,
+        "members": s.members.iter().map(|m| json!({"id": m.id, "addr": m.addr, "voter": m.voter})).collect::<Vec<_>>(),
+    })
 }
 
 /// Kong DB-less error shape, plus our located error list.

@@ -4,12 +4,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gateway_config::SourceFile;
 use gateway_node::app::{new_live_config, Node, NodeOptions};
+use gateway_node::cluster::{Cluster, ClusterOptions};
 use gateway_node::demo;
 use gateway_node::plugins::PluginRegistry;
 use gateway_node::proxy::forward::TrustedProxies;
 use gateway_node::proxy::server::{HttpLimits, Shutdown};
 use gateway_node::proxy::ProxySettings;
 use gateway_node::snapshot::LiveConfig;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +39,7 @@ struct Cli {
 enum Command {
     /// Run a gateway node serving a declarative config file (standalone
     /// mode). SIGHUP re-reads the files; SIGTERM/SIGINT drain and exit 0.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check config files offline with the node's own validator. Exit 0 when
     /// valid; exit 1 with one `file:line:col: path: message` per line.
     Validate {
@@ -78,7 +80,9 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "GATEWAY_DRAIN_TIMEOUT", default_value_t = 10.0)]
     drain_timeout: f64,
-    /// Node id shown by the admin API (default: the hostname).
+    /// Node id. Cluster mode: the numeric Raft id (default: the ordinal of a
+    /// StatefulSet hostname, `gw-eu-2` → 2). Standalone: shown by the admin
+    /// API (default: the hostname).
     #[arg(long, env = "GATEWAY_NODE_ID")]
     node_id: Option<String>,
 }
@@ -86,16 +90,67 @@ struct ServeArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Declarative config file(s) (Kong `_format_version: "3.0"`), merged.
+    /// Standalone mode only; in cluster mode (`--region`) configs arrive
+    /// through Raft (`POST /config`, `gatewayctl apply`, or Git).
     #[arg(
         long,
         short = 'c',
         env = "GATEWAY_CONFIG",
-        required = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        required_unless_present = "region",
+        conflicts_with = "region"
     )]
     config: Vec<PathBuf>,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Region this node belongs to: runs the node in cluster mode, as a
+    /// member of the region's Raft group.
+    #[arg(long, env = "GATEWAY_REGION")]
+    region: Option<String>,
+    /// Directory of this node's durable store (Raft log, config history).
+    #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Address of the Raft and control gRPC service (`gatewayctl --server`).
+    #[arg(long, env = "GATEWAY_RAFT_LISTEN", default_value = "127.0.0.1:7000")]
+    raft_listen: SocketAddr,
+    /// The region's voters at bootstrap, this node included:
+    /// `1=host:port,2=host:port,3=host:port`. When no peer has an initialized
+    /// group, the lowest id initializes it with all of them.
+    #[arg(long, env = "GATEWAY_PEERS", default_value = "")]
+    peers: String,
+    /// Full configs kept in the history (older versions keep metadata only).
+    #[arg(long, env = "GATEWAY_KEEP_CONFIGS", default_value_t = 100)]
+    keep_configs: usize,
+    /// Snapshot the store and compact the Raft log every N entries.
+    #[arg(long, env = "GATEWAY_SNAPSHOT_LOGS", default_value_t = 1000)]
+    snapshot_logs: u64,
+    /// Largest config a proposal may carry, in bytes.
+    #[arg(long, env = "GATEWAY_MAX_CONFIG_BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_config_bytes: usize,
+    /// Cluster CA (PEM) for mTLS between nodes and with gatewayctl.
+    #[arg(long, env = "GATEWAY_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), issued by `gatewayctl certs issue --node`.
+    #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// Serve Raft/control in plaintext on a non-loopback address.
+    #[arg(long, env = "GATEWAY_ALLOW_INSECURE_CLUSTER")]
+    allow_insecure_cluster: bool,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Raft election timeout range in milliseconds, `MIN-MAX`.
+    #[arg(long, env = "GATEWAY_ELECTION_TIMEOUT_MS", default_value = "400-800")]
+    election_timeout_ms: String,
 }
 
 #[derive(Args)]
@@ -113,7 +168,7 @@ fn main() -> ExitCode {
     init_logging(&cli.log, &cli.log_format);
     let result = match cli.command {
         Command::Validate { files } => return validate(&files),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(*args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
     };
     match result {
@@ -238,6 +293,9 @@ async fn load_into(live: &LiveConfig, paths: &[PathBuf]) -> Result<()> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    if args.cluster.region.is_some() {
+        return run_cluster(args).await;
+    }
     let opts = node_options(&args.serve)?;
     let live = new_live_config()?;
     load_into(&live, &args.config).await?;
@@ -264,6 +322,108 @@ async fn run(args: RunArgs) -> Result<()> {
     tracing::info!("shutting down: draining in-flight requests");
     node.shutdown();
     node.wait().await;
+    Ok(())
+}
+
+/// `1=host:port,2=host:port` → id → address.
+fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .with_context(|| format!("--peers: {item:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers: {id:?} in {item:?} is not a node id"))?;
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            bail!("--peers: {addr:?} (node {id}) is not HOST:PORT");
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers: node {id} is listed twice");
+        }
+    }
+    Ok(peers)
+}
+
+/// The node id: `--node-id`, or the ordinal of a StatefulSet hostname
+/// (`gw-eu-2` → 2).
+fn cluster_node_id(flag: Option<&str>, hostname: &str) -> Result<u64> {
+    if let Some(id) = flag {
+        return id.parse().with_context(|| {
+            format!("--node-id: {id:?} is not a number (cluster mode needs a numeric id)")
+        });
+    }
+    hostname
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .with_context(|| format!("no --node-id, and the hostname {hostname:?} does not end in -N (StatefulSet ordinal)"))
+}
+
+async fn run_cluster(args: RunArgs) -> Result<()> {
+    let c = &args.cluster;
+    let region = c.region.clone().unwrap_or_default();
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        bail!("--region: {region:?} must be non-empty letters, digits, '-' or '_'");
+    }
+    let node_id = cluster_node_id(
+        args.serve.node_id.as_deref(),
+        &gateway_node::app::hostname(),
+    )?;
+    let mut opts = node_options(&args.serve)?;
+    opts.node_id = node_id.to_string();
+    let (min, max) = c
+        .election_timeout_ms
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .with_context(|| {
+            format!(
+                "--election-timeout-ms: {:?} is not MIN-MAX",
+                c.election_timeout_ms
+            )
+        })?;
+    let tls = match (&c.tls_ca, &c.tls_cert, &c.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(
+            gateway_node::certs::ClusterTlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }
+            .load()?,
+        ),
+        _ => None,
+    };
+    let mut copts = ClusterOptions::new(&region, node_id, c.data_dir.clone(), c.raft_listen);
+    copts.peers = parse_peers(&c.peers)?;
+    copts.keep_configs = c.keep_configs;
+    copts.snapshot_logs = c.snapshot_logs;
+    copts.max_config_bytes = c.max_config_bytes;
+    copts.tls = tls;
+    copts.allow_insecure_cluster = c.allow_insecure_cluster;
+    copts.heartbeat_ms = c.heartbeat_ms;
+    copts.election_timeout_ms = (min, max);
+    opts.max_config_bytes = c.max_config_bytes;
+
+    let live = new_live_config()?;
+    // Serves the config on disk at once, before any peer answers.
+    let cluster = Cluster::start(copts, live.clone()).await?;
+    let node = Node::start_with_cluster(opts, live, Some(cluster.clone())).await?;
+    println!(
+        "gateway node {node_id} of region {region}: proxy {} admin {} raft {}",
+        node.proxy_addr, node.admin_addr, cluster.raft_addr
+    );
+    wait_for_stop_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    node.shutdown();
+    node.wait().await;
+    cluster.shutdown().await;
     Ok(())
 }
 

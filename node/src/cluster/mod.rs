@@ -1,0 +1,552 @@
+//! Cluster mode: this node as a member of its region's Raft group.
+//!
+//! Layout:
+//! - `mod.rs` ([`Cluster`]): opens the durable store, serves the config
+//!   found on disk at once, starts openraft and the gRPC server (Raft +
+//!   control service on `--raft-listen`), bootstraps the group, and turns
+//!   proposals into committed entries (forwarding to the leader).
+//! - [`control`]: the tonic control service `gatewayctl` and peers call.
+//! - [`sink`]: applies the active version to the node's `LiveConfig`.
+
+pub mod control;
+pub mod sink;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_config::SourceFile;
+use gateway_proto::control::control_client::ControlClient;
+use gateway_proto::control::{self as pb};
+use gateway_raft::network::{Dialer, Network, RaftService, MAX_MESSAGE_BYTES};
+use gateway_raft::openraft::error::{ClientWriteError, RaftError};
+use gateway_raft::openraft::{BasicNode, ServerState, SnapshotPolicy};
+use gateway_raft::{
+    open_store, Command, ConfigSource, Identity, NodeId, Raft, SourceKind, StateHandle,
+};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity as TlsIdentity, ServerTlsConfig};
+
+use crate::certs::ClusterTlsPem;
+use crate::snapshot::LiveConfig;
+
+/// Everything a node needs to join its region's Raft group.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub region: String,
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    /// Where the Raft + control gRPC server listens.
+    pub raft_listen: SocketAddr,
+    /// Every voter of the region at bootstrap, this node included: id → host:port.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Full configs kept in the history.
+    pub keep_configs: usize,
+    /// Take a snapshot (and compact the log) after this many entries.
+    pub snapshot_logs: u64,
+    pub tls: Option<ClusterTlsPem>,
+    pub allow_insecure_cluster: bool,
+    /// Largest config (sum of file sizes) a proposal may carry.
+    pub max_config_bytes: usize,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+}
+
+impl ClusterOptions {
+    pub fn new(region: &str, node_id: NodeId, data_dir: PathBuf, raft_listen: SocketAddr) -> Self {
+        ClusterOptions {
+            region: region.into(),
+            node_id,
+            data_dir,
+            raft_listen,
+            peers: BTreeMap::new(),
+            keep_configs: gateway_raft::state::DEFAULT_KEEP_CONFIGS,
+            snapshot_logs: 1000,
+            tls: None,
+            allow_insecure_cluster: false,
+            max_config_bytes: 16 * 1024 * 1024,
+            heartbeat_ms: 100,
+            election_timeout_ms: (400, 800),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Store(#[from] gateway_raft::OpenError),
+    #[error("invalid raft settings: {0}")]
+    RaftConfig(String),
+    #[error("cannot listen on {addr} (raft/control): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to serve Raft and the control service in plaintext on {0}, which is not a loopback address: \
+         give --tls-ca/--tls-cert/--tls-key (see `gatewayctl certs`) or --allow-insecure-cluster"
+    )]
+    Insecure(SocketAddr),
+    #[error("--peers must list this node ({0}); it lists {1}")]
+    NotInPeers(NodeId, String),
+    #[error("cluster TLS: {0}")]
+    Tls(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("invalid configuration:\n{0}")]
+    Invalid(gateway_config::ConfigErrors),
+    #[error("configuration is {size} bytes, over the limit of {limit} bytes (--max-config-bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Rejected(String),
+    #[error(
+        "no leader in region {0}: the region has no quorum; every node keeps serving its last applied config"
+    )]
+    NoLeader(String),
+    #[error("forwarding to leader {leader} at {addr}: {detail}")]
+    Forward {
+        leader: NodeId,
+        addr: String,
+        detail: String,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl ProposeError {
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            ProposeError::Invalid(_) | ProposeError::Rejected(_) => {
+                tonic::Status::invalid_argument(self.to_string())
+            }
+            ProposeError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
+            ProposeError::NoLeader(_) | ProposeError::Forward { .. } => {
+                tonic::Status::unavailable(self.to_string())
+            }
+            ProposeError::Raft(_) => tonic::Status::internal(self.to_string()),
+        }
+    }
+}
+
+/// A running cluster member.
+pub struct Cluster {
+    pub raft: Raft,
+    pub opts: ClusterOptions,
+    pub live: Arc<LiveConfig>,
+    state: StateHandle,
+    dialer: Dialer,
+    local_error: Arc<Mutex<String>>,
+    pub raft_addr: SocketAddr,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Open the store and serve its active config through `live` at once,
+    /// before any peer is contacted; then start Raft and the gRPC server.
+    pub async fn start(
+        opts: ClusterOptions,
+        live: Arc<LiveConfig>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        if !opts.peers.is_empty() && !opts.peers.contains_key(&opts.node_id) {
+            let listed: Vec<String> = opts.peers.keys().map(|k| k.to_string()).collect();
+            return Err(ClusterError::NotInPeers(opts.node_id, listed.join(",")));
+        }
+        if opts.tls.is_none()
+            && !opts.raft_listen.ip().is_loopback()
+            && !opts.allow_insecure_cluster
+        {
+            return Err(ClusterError::Insecure(opts.raft_listen));
+        }
+        let local_error = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::new(sink::LiveSink::new(live.clone(), local_error.clone()));
+        let identity = Identity {
+            region: opts.region.clone(),
+            node_id: opts.node_id,
+        };
+        let (log_store, sm) =
+            open_store(&opts.data_dir, &identity, opts.keep_configs, sink.clone())?;
+        let state = sm.handle();
+
+        // Local-first: serve what is on disk before talking to anyone.
+        let on_disk = state.state().read().active().cloned();
+        if let Some(active) = on_disk {
+            tracing::info!(version = %active.id, index = active.index, "serving the config from the local store");
+            sink.activate_now(&active).await;
+        }
+
+        let raft_config = openraft_config(&opts)?;
+        let (server_tls, client_tls) = match &opts.tls {
+            Some(pem) => {
+                let ca = Certificate::from_pem(&pem.ca);
+                let id = TlsIdentity::from_pem(&pem.cert, &pem.key);
+                (
+                    Some(
+                        ServerTlsConfig::new()
+                            .identity(id.clone())
+                            .client_ca_root(ca.clone()),
+                    ),
+                    Some(ClientTlsConfig::new().ca_certificate(ca).identity(id)),
+                )
+            }
+            None => (None, None),
+        };
+        let dialer = Dialer::new(client_tls);
+        let network = Network::new(opts.region.clone(), dialer.clone());
+        let raft = Raft::new(opts.node_id, raft_config, network, log_store, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(opts.raft_listen)
+            .await
+            .map_err(|source| ClusterError::Bind {
+                addr: opts.raft_listen,
+                source,
+            })?;
+        let raft_addr = listener.local_addr().map_err(|source| ClusterError::Bind {
+            addr: opts.raft_listen,
+            source,
+        })?;
+
+        let cluster = Arc::new(Cluster {
+            raft: raft.clone(),
+            opts,
+            live,
+            state,
+            dialer,
+            local_error,
+            raft_addr,
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = server_tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| ClusterError::Tls(e.to_string()))?;
+        }
+        let router = builder
+            .add_service(RaftService::new(raft.clone(), &cluster.opts.region).into_server())
+            .add_service(control::ControlService::new(cluster.clone()).into_server());
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "raft/control server stopped");
+            }
+        });
+        let bootstrap = tokio::spawn(bootstrap(cluster.clone()));
+        cluster.tasks.lock().extend([server, bootstrap]);
+        tracing::info!(region = %cluster.opts.region, node_id = cluster.opts.node_id, %raft_addr, "raft node started");
+        Ok(cluster)
+    }
+
+    pub fn state(&self) -> &StateHandle {
+        &self.state
+    }
+
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
+    pub fn local_error(&self) -> String {
+        self.local_error.lock().clone()
+    }
+
+    /// Stop Raft and the gRPC server.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Validate files and build the `ApplyConfig` command, without proposing.
+    pub fn config_command(
+        &self,
+        files: &[SourceFile],
+        author: &str,
+        message: &str,
+    ) -> Result<Command, ProposeError> {
+        let size: usize = files.iter().map(|f| f.text.len()).sum();
+        if size > self.opts.max_config_bytes {
+            return Err(ProposeError::TooLarge {
+                size,
+                limit: self.opts.max_config_bytes,
+            });
+        }
+        let config = self.live.parse(files).map_err(ProposeError::Invalid)?;
+        let hash = config.hash();
+        let text = serde_json::to_string(&config.to_declarative())
+            .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Ok(Command::ApplyConfig {
+            config: text,
+            hash,
+            source: ConfigSource {
+                kind: SourceKind::Admin,
+                author: if author.is_empty() {
+                    "admin".into()
+                } else {
+                    author.into()
+                },
+                message: message.into(),
+                time,
+                ..ConfigSource::default()
+            },
+        })
+    }
+
+    /// Propose `cmd` on this node if it leads, and wait until it is
+    /// committed and applied here. `Err(NotLeader)` carries where to forward.
+    pub async fn write_local(&self, cmd: Command) -> Result<pb::WriteReply, WriteError> {
+        self.state
+            .state()
+            .read()
+            .check(&cmd)
+            .map_err(|e| WriteError::Propose(ProposeError::Rejected(e)))?;
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => {
+                let out = resp.data;
+                if !out.ok {
+                    return Err(WriteError::Propose(ProposeError::Rejected(out.error)));
+                }
+                Ok(pb::WriteReply {
+                    index: resp.log_id.index,
+                    active_version: out.active_version,
+                    configuration_hash: out.active_hash,
+                    changed: out.changed,
+                    message: String::new(),
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) => Err(WriteError::NotLeader {
+                        id,
+                        addr: node.addr,
+                    }),
+                    _ => Err(WriteError::Propose(ProposeError::NoLeader(
+                        self.opts.region.clone(),
+                    ))),
+                }
+            }
+            Err(e) => Err(WriteError::Propose(ProposeError::Raft(e.to_string()))),
+        }
+    }
+
+    /// Validate `files` here, then commit them as one `ApplyConfig` entry:
+    /// on this node if it leads, else forwarded once to the leader.
+    /// Answers after the entry is committed and applied on the leader.
+    pub async fn propose_files(
+        &self,
+        files: &[SourceFile],
+        author: &str,
+        message: &str,
+        already_forwarded: bool,
+    ) -> Result<pb::WriteReply, tonic::Status> {
+        let cmd = self
+            .config_command(files, author, message)
+            .map_err(|e| e.to_status())?;
+        match self.write_local(cmd).await {
+            Ok(reply) => Ok(reply),
+            Err(WriteError::NotLeader { id, addr }) if !already_forwarded => {
+                let mut client = self.leader_client(id, &addr).map_err(|e| e.to_status())?;
+                let req = pb::ProposeConfigRequest {
+                    files: files
+                        .iter()
+                        .map(|f| pb::SourceFile {
+                            name: f.name.clone(),
+                            content: f.text.clone().into_bytes(),
+                        })
+                        .collect(),
+                    author: author.into(),
+                    message: message.into(),
+                    forwarded: true,
+                };
+                client
+                    .propose_config(control::forwarded(req))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+            Err(WriteError::NotLeader { id, addr }) => Err(tonic::Status::unavailable(format!(
+                "leadership moved while forwarding (now node {id} at {addr}); retry"
+            ))),
+            Err(WriteError::Propose(e)) => Err(e.to_status()),
+        }
+    }
+
+    /// A control client to the current leader (for forwarding).
+    pub fn leader_client(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<ControlClient<tonic::transport::Channel>, ProposeError> {
+        let ch = self
+            .dialer
+            .channel(addr)
+            .map_err(|e| ProposeError::Forward {
+                leader: id,
+                addr: addr.into(),
+                detail: e.to_string(),
+            })?;
+        Ok(ControlClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// What this node serves and how it sees the region.
+    pub fn status(&self) -> pb::NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members: Vec<pb::Member> = membership
+            .nodes()
+            .map(|(id, node)| pb::Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()))
+            .unwrap_or_default();
+        let state = self.state.state();
+        let state = state.read();
+        let snap = self.live.current();
+        pb::NodeStatus {
+            region: self.opts.region.clone(),
+            node_id: self.opts.node_id,
+            role: role.into(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr,
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            active_version: state.active().map(|v| v.id.clone()).unwrap_or_default(),
+            configuration_hash: snap.hash.clone(),
+            mode: state.meta.mode.name().into(),
+            pinned_to: state.meta.mode.pinned_to().into(),
+            local_error: self.local_error(),
+            members,
+            raft_addr: self.raft_addr.to_string(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+        }
+    }
+}
+
+/// Why a local write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    NotLeader { id: NodeId, addr: String },
+    Propose(ProposeError),
+}
+
+fn openraft_config(
+    opts: &ClusterOptions,
+) -> Result<Arc<gateway_raft::openraft::Config>, ClusterError> {
+    let config = gateway_raft::openraft::Config {
+        cluster_name: format!("gateway-{}", opts.region),
+        heartbeat_interval: opts.heartbeat_ms,
+        election_timeout_min: opts.election_timeout_ms.0,
+        election_timeout_max: opts.election_timeout_ms.1,
+        install_snapshot_timeout: 5_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_logs.max(1)),
+        max_in_snapshot_log_to_keep: 0,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| ClusterError::RaftConfig(e.to_string()))
+}
+
+/// When no peer has an initialized group, the lowest listed id initializes
+/// it with every listed peer. A node whose store is initialized never does.
+async fn bootstrap(cluster: Arc<Cluster>) {
+    let me = cluster.opts.node_id;
+    let mut peers = cluster.opts.peers.clone();
+    if peers.is_empty() {
+        peers.insert(me, cluster.raft_addr.to_string());
+    }
+    if peers.keys().next() != Some(&me) {
+        return;
+    }
+    let majority = peers.len() / 2 + 1;
+    let mut attempt = 0u32;
+    loop {
+        match cluster.raft.is_initialized().await {
+            Ok(true) | Err(_) => return,
+            Ok(false) => {}
+        }
+        // Ask every other peer whether it already belongs to a group.
+        let mut fresh = 1; // this node
+        let mut joined = None;
+        for (id, addr) in peers.iter().filter(|(id, _)| **id != me) {
+            let Ok(ch) = cluster.dialer.channel(addr) else {
+                continue;
+            };
+            let mut client = ControlClient::new(ch);
+            let mut req = tonic::Request::new(pb::StatusRequest {});
+            req.set_timeout(Duration::from_millis(500));
+            if let Ok(s) = client.status(req).await {
+                let s = s.into_inner();
+                if s.region != cluster.opts.region {
+                    tracing::error!(peer = id, peer_region = %s.region, "peer belongs to another region; not counting it");
+                } else if s.members.is_empty() {
+                    fresh += 1;
+                } else {
+                    joined = Some(*id);
+                }
+            }
+        }
+        if let Some(id) = joined {
+            tracing::info!(
+                peer = id,
+                "a peer already belongs to an initialized group; not initializing"
+            );
+            return;
+        }
+        if fresh >= majority {
+            let members: BTreeMap<NodeId, BasicNode> = peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            match cluster.raft.initialize(members).await {
+                Ok(()) => {
+                    tracing::info!(voters = peers.len(), "initialized the region's raft group")
+                }
+                Err(e) => tracing::warn!(error = %e, "initialize"),
+            }
+            return;
+        }
+        attempt += 1;
+        if attempt % 20 == 1 {
+            tracing::info!(
+                reachable_fresh = fresh,
+                majority,
+                "waiting for a majority of peers before initializing"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

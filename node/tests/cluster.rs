@@ -1,0 +1,678 @@
+//! A region as operators run it: separate `gateway run --region` processes
+//! talking Raft over real tonic connections on loopback. Faults are real:
+//! `kill -9`, restarts on the same data directory, nodes left offline past
+//! log compaction, and peers without a certificate from the cluster CA.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
+const GATEWAYCTL: &str = env!("CARGO_BIN_EXE_gatewayctl");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Cluster tests start several processes each; run them one at a time so
+/// elections are not starved of CPU on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Member {
+    id: u64,
+    raft: u16,
+    proxy: u16,
+    admin: u16,
+    data: PathBuf,
+    child: Option<Child>,
+}
+
+struct Region {
+    name: String,
+    members: Vec<Member>,
+    peers: String,
+    extra: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Region {
+    /// Allocate ports and data dirs for `n` nodes; start none.
+    async fn new(name: &str, n: usize, extra: &[&str]) -> Region {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push(Member {
+                id: i as u64 + 1,
+                raft: closed_port().await,
+                proxy: closed_port().await,
+                admin: closed_port().await,
+                data: dir.path().join(format!("node{}", i + 1)),
+                child: None,
+            });
+        }
+        let peers = members
+            .iter()
+            .map(|m| format!("{}=127.0.0.1:{}", m.id, m.raft))
+            .collect::<Vec<_>>()
+            .join(",");
+        Region {
+            name: name.into(),
+            members,
+            peers,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        }
+    }
+
+    async fn start_all(n: usize, extra: &[&str]) -> Region {
+        let mut r = Region::new("eu", n, extra).await;
+        for i in 0..n {
+            r.start(i);
+        }
+        r.wait_leader(&(0..n).collect::<Vec<_>>()).await;
+        r
+    }
+
+    fn command(&self, i: usize) -> Command {
+        let m = &self.members[i];
+        let mut cmd = Command::new(GATEWAY);
+        cmd.args([
+            "run",
+            "--region",
+            &self.name,
+            "--node-id",
+            &m.id.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&m.data)
+        .args(["--raft-listen", &format!("127.0.0.1:{}", m.raft)])
+        .args(["--peers", &self.peers])
+        .args(["--proxy-listen", &format!("127.0.0.1:{}", m.proxy)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", m.admin)])
+        .args(&self.extra)
+        .env("GATEWAY_LOG", "error,openraft=off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        cmd
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(
+            self.members[i].child.is_none(),
+            "node {} already running",
+            i + 1
+        );
+        let child = self.command(i).spawn().expect("spawn gateway");
+        self.members[i].child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown path runs.
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    fn admin(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].admin)
+    }
+
+    fn proxy(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].proxy)
+    }
+
+    fn raft(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].raft)
+    }
+
+    async fn status(&self, i: usize) -> Option<Value> {
+        let got = try_get(&format!("{}/status", self.admin(i))).await?;
+        serde_json::from_slice(&got).ok()
+    }
+
+    /// Wait until all of `alive` agree on one leader among them; its index.
+    async fn wait_leader(&self, alive: &[usize]) -> usize {
+        let until = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut leaders = Vec::new();
+            for &i in alive {
+                let l = self
+                    .status(i)
+                    .await
+                    .and_then(|s| s["cluster"]["leader_id"].as_u64());
+                leaders.push(l);
+            }
+            if let Some(Some(l)) = leaders.first() {
+                let idx = (*l - 1) as usize;
+                if leaders.iter().all(|x| *x == Some(*l)) && alive.contains(&idx) {
+                    let role = self.status(idx).await.map(|s| s["cluster"]["role"].clone());
+                    if role == Some(Value::from("leader")) {
+                        return idx;
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "no agreed leader among {alive:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post_config(&self, i: usize, yaml: &str) -> Got {
+        post(
+            &format!("{}/config", self.admin(i)),
+            "text/yaml",
+            yaml.to_string(),
+        )
+        .await
+    }
+
+    /// Wait until node `i` serves `hash`.
+    async fn wait_serving(&self, i: usize, hash: &str) {
+        let ok = eventually(WAIT, || async move {
+            self.status(i)
+                .await
+                .is_some_and(|s| s["configuration_hash"] == hash)
+        })
+        .await;
+        assert!(
+            ok,
+            "node {} never served {hash}: {:?}",
+            i + 1,
+            self.status(i).await
+        );
+    }
+}
+
+/// GET that tolerates a node that is not up (yet).
+async fn try_get(url: &str) -> Option<Vec<u8>> {
+    let req = http::Request::get(url).body(full("")).ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(2), client().request(req))
+        .await
+        .ok()?
+        .ok()?;
+    if resp.status() != 200 {
+        return None;
+    }
+    let got = read(resp).await;
+    Some(got.body.to_vec())
+}
+
+fn config(port: u16, path: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: svc\n    url: http://127.0.0.1:{port}\n    routes:\n      - name: r\n        paths: [{path}]\n"
+    )
+}
+
+fn hash_of(got: &Got) -> String {
+    assert_eq!(
+        got.status,
+        201,
+        "POST /config: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    let v: Value = serde_json::from_slice(&got.body).expect("json");
+    v["configuration_hash"].as_str().expect("hash").to_string()
+}
+
+fn ctl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(GATEWAYCTL)
+        .args(args)
+        .output()
+        .expect("run gatewayctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_survive_a_leader_kill() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(3, &[]).await;
+    let leader = region.wait_leader(&[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+
+    // Proposed on a follower: forwarded, committed, served everywhere.
+    let h1 = hash_of(
+        &region
+            .post_config(follower, &config(up.addr.port(), "/one"))
+            .await,
+    );
+    for i in 0..3 {
+        region.wait_serving(i, &h1).await;
+        assert_eq!(get(&format!("{}/one", region.proxy(i))).await.status, 200);
+    }
+
+    region.kill9(leader);
+    let alive: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let new_leader = region.wait_leader(&alive).await;
+    assert_ne!(new_leader, leader);
+    let h2 = hash_of(
+        &region
+            .post_config(alive[0], &config(up.addr.port(), "/two"))
+            .await,
+    );
+    for &i in &alive {
+        region.wait_serving(i, &h2).await;
+        assert_eq!(get(&format!("{}/two", region.proxy(i))).await.status, 200);
+    }
+
+    // The killed node comes back and catches up.
+    region.start(leader);
+    region.wait_serving(leader, &h2).await;
+    let s = region.status(leader).await.expect("status");
+    assert_eq!(
+        s["cluster"]["term"],
+        region.status(new_leader).await.expect("status")["cluster"]["term"]
+    );
+
+    // gatewayctl sees the history from any node.
+    let (ok, out) = ctl(&["--server", &region.raft(leader), "history"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("admin-")).count(),
+        2,
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_from_disk_before_any_peer_and_the_region_recovers() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(3, &[]).await;
+    let h1 = hash_of(
+        &region
+            .post_config(0, &config(up.addr.port(), "/disk"))
+            .await,
+    );
+    for i in 0..3 {
+        region.wait_serving(i, &h1).await;
+    }
+    // The whole region goes down hard.
+    for i in 0..3 {
+        region.kill9(i);
+    }
+    // One node alone: no quorum, no leader, but it serves from disk.
+    region.start(2);
+    let ready = eventually(WAIT, || async {
+        try_get(&format!("{}/status/ready", region.admin(2)))
+            .await
+            .is_some()
+    })
+    .await;
+    assert!(ready, "node 3 ready from disk");
+    let s = region.status(2).await.expect("status");
+    assert_eq!(s["configuration_hash"], h1.as_str());
+    assert_ne!(s["cluster"]["role"], "leader", "alone, it cannot lead: {s}");
+    assert_eq!(get(&format!("{}/disk", region.proxy(2))).await.status, 200);
+    // A write without quorum fails cleanly (503), nothing changes.
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        region.post_config(2, &config(up.addr.port(), "/nope")),
+    )
+    .await
+    .expect("answered without hanging");
+    assert_eq!(got.status, 503, "{}", String::from_utf8_lossy(&got.body));
+    assert_eq!(get(&format!("{}/disk", region.proxy(2))).await.status, 200);
+
+    // The rest of the region returns: the last committed config is there
+    // and the next one commits.
+    region.start(0);
+    region.start(1);
+    region.wait_leader(&[0, 1, 2]).await;
+    for i in 0..3 {
+        region.wait_serving(i, &h1).await;
+    }
+    let h2 = hash_of(
+        &region
+            .post_config(1, &config(up.addr.port(), "/after"))
+            .await,
+    );
+    for i in 0..3 {
+        region.wait_serving(i, &h2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_offline_past_compaction_catches_up_by_snapshot() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(3, &["--snapshot-logs", "3"]).await;
+    let leader = region.wait_leader(&[0, 1, 2]).await;
+    let offline = (leader + 1) % 3;
+    let h0 = hash_of(
+        &region
+            .post_config(leader, &config(up.addr.port(), "/v0"))
+            .await,
+    );
+    region.wait_serving(offline, &h0).await;
+    let offline_index = region.status(offline).await.expect("status")["cluster"]["last_log_index"]
+        .as_u64()
+        .expect("index");
+    region.kill9(offline);
+    let mut last = String::new();
+    for v in 1..=8 {
+        last = hash_of(
+            &region
+                .post_config(leader, &config(up.addr.port(), &format!("/v{v}")))
+                .await,
+        );
+    }
+    // The leader compacted past what the offline node has.
+    let purged = eventually(WAIT, || async {
+        region
+            .status(leader)
+            .await
+            .and_then(|s| s["cluster"]["purged_index"].as_u64())
+            .is_some_and(|p| p > offline_index)
+    })
+    .await;
+    assert!(
+        purged,
+        "leader purged its log past {offline_index}: {:?}",
+        region.status(leader).await
+    );
+    region.start(offline);
+    region.wait_serving(offline, &last).await;
+    let s = region.status(offline).await.expect("status");
+    assert!(
+        s["cluster"]["snapshot_index"]
+            .as_u64()
+            .is_some_and(|i| i > offline_index),
+        "caught up through a snapshot: {s}"
+    );
+    assert_eq!(
+        get(&format!("{}/v8", region.proxy(offline))).await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_tolerate_two_failures() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(5, &[]).await;
+    let leader = region.wait_leader(&[0, 1, 2, 3, 4]).await;
+    let other = (leader + 1) % 5;
+    region.kill9(leader);
+    region.kill9(other);
+    let alive: Vec<usize> = (0..5).filter(|i| *i != leader && *i != other).collect();
+    region.wait_leader(&alive).await;
+    let h = hash_of(
+        &region
+            .post_config(alive[0], &config(up.addr.port(), "/five"))
+            .await,
+    );
+    for &i in &alive {
+        region.wait_serving(i, &h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_proposals_are_rejected_before_the_log() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let region = Region::start_all(3, &["--max-config-bytes", "2000"]).await;
+    let h = hash_of(
+        &region
+            .post_config(1, &config(up.addr.port(), "/good"))
+            .await,
+    );
+    region.wait_serving(0, &h).await;
+    let before = region.status(0).await.expect("status")["cluster"]["last_log_index"].clone();
+
+    let bad = "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:1\n    routes:\n      - name: r\n        paths: [\"~/(\"]\n";
+    let got = region.post_config(1, bad).await;
+    assert_eq!(got.status, 400);
+    let body = String::from_utf8_lossy(&got.body);
+    assert!(
+        body.contains("paths[0]") && body.contains(":7:"),
+        "located error: {body}"
+    );
+
+    let big = format!("{}# {}\n", config(up.addr.port(), "/big"), "x".repeat(3000));
+    let got = region.post_config(2, &big).await;
+    assert_eq!(got.status, 413, "{}", String::from_utf8_lossy(&got.body));
+    assert!(
+        String::from_utf8_lossy(&got.body).contains("2000"),
+        "the limit is named"
+    );
+
+    let (ok, out) = ctl(&["--server", &region.raft(0), "rollback", "deadbeefcafe"]);
+    assert!(!ok && out.contains("no version"), "{out}");
+
+    // None of them reached the log; the good config still serves.
+    let after = region.status(0).await.expect("status")["cluster"]["last_log_index"].clone();
+    assert_eq!(before, after);
+    assert_eq!(get(&format!("{}/good", region.proxy(0))).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_pins_and_resume_follows_again() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let region = Region::start_all(3, &[]).await;
+    let h1 = hash_of(
+        &region
+            .post_config(0, &config(up.addr.port(), "/first"))
+            .await,
+    );
+    let h2 = hash_of(
+        &region
+            .post_config(0, &config(up.addr.port(), "/second"))
+            .await,
+    );
+    region.wait_serving(2, &h2).await;
+    let s = region.status(2).await.expect("status");
+    let v2 = s["cluster"]["active_version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    let v1 = format!(
+        "admin-{}",
+        v2.trim_start_matches("admin-").parse::<u64>().expect("n") - 1
+    );
+
+    let (ok, out) = ctl(&["--server", &region.raft(2), "rollback", &v1]);
+    assert!(ok, "{out}");
+    for i in 0..3 {
+        region.wait_serving(i, &h1).await;
+        assert_eq!(
+            region.status(i).await.expect("s")["cluster"]["mode"],
+            "pinned"
+        );
+    }
+    assert_eq!(get(&format!("{}/first", region.proxy(1))).await.status, 200);
+    assert_eq!(
+        get(&format!("{}/second", region.proxy(1))).await.status,
+        404
+    );
+
+    let (ok, out) = ctl(&["--server", &region.raft(1), "resume"]);
+    assert!(ok, "{out}");
+    for i in 0..3 {
+        region.wait_serving(i, &h2).await;
+    }
+    let (ok, out) = ctl(&["--server", &region.raft(0), "status"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(&h2) && l.contains("following"))
+            .count(),
+        3,
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_region_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let mut region = Region::new("eu", 1, &[]).await;
+    region.start(0);
+    region.wait_leader(&[0]).await;
+    region.kill9(0);
+    region.name = "us".into();
+    let out = region
+        .command(0)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    region.name = "eu".into();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = region.members[0].data.join("raft.redb");
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("eu"),
+        "{err}"
+    );
+
+    // A corrupted store is an error naming the file, never a silent reset.
+    std::fs::write(&file, b"this is not a redb file").expect("write");
+    let out = region
+        .command(0)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        b"this is not a redb file"
+    );
+}
+
+#[test]
+fn plaintext_cluster_on_a_public_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(GATEWAY)
+        .args([
+            "run",
+            "--region",
+            "eu",
+            "--node-id",
+            "1",
+            "--raft-listen",
+            "0.0.0.0:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--allow-insecure-cluster") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+}
+
+fn certs(dir: &Path, args: &[&str]) {
+    let (ok, out) = ctl(&[&["certs"], args, &["--dir", dir.to_str().expect("utf8")]].concat());
+    assert!(ok, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_region_refuses_clients_and_peers_without_a_cluster_certificate() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca");
+    let other = dir.path().join("other");
+    certs(&ca, &["init"]);
+    for n in ["gw-1", "gw-2", "gw-3"] {
+        certs(&ca, &["issue", "--node", n]);
+    }
+    certs(&ca, &["issue", "--client", "ops"]);
+    certs(&other, &["init"]);
+    certs(&other, &["issue", "--client", "ops"]);
+    certs(&other, &["issue", "--node", "gw-4"]);
+
+    let mut region = Region::new("eu", 3, &[]).await;
+    for i in 0..3 {
+        let m = &region.members[i];
+        let name = format!("gw-{}", m.id);
+        let mut cmd = region.command(i);
+        cmd.arg("--tls-ca").arg(ca.join("ca.pem"));
+        cmd.arg("--tls-cert").arg(ca.join(format!("{name}.pem")));
+        cmd.arg("--tls-key").arg(ca.join(format!("{name}.key")));
+        region.members[i].child = Some(cmd.spawn().expect("spawn"));
+    }
+    region.wait_leader(&[0, 1, 2]).await;
+    let h = hash_of(&region.post_config(1, &config(up.addr.port(), "/tls")).await);
+    for i in 0..3 {
+        region.wait_serving(i, &h).await;
+    }
+    let server = region.raft(0);
+    let with = |d: &Path| {
+        vec![
+            "--tls-ca".to_string(),
+            ca.join("ca.pem").display().to_string(),
+            "--tls-cert".to_string(),
+            d.join("ops.pem").display().to_string(),
+            "--tls-key".to_string(),
+            d.join("ops.key").display().to_string(),
+        ]
+    };
+    let args = |extra: Vec<String>| {
+        let mut a = vec!["--server".to_string(), server.clone()];
+        a.extend(extra);
+        a.push("status".into());
+        a
+    };
+    let run = |a: Vec<String>| ctl(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, out) = run(args(with(&ca)));
+    assert!(
+        ok && out.contains("leader"),
+        "client with a cluster cert: {out}"
+    );
+    let (ok, out) = run(args(vec![]));
+    assert!(!ok, "plaintext client refused: {out}");
+    let (ok, out) = run(args(with(&other)));
+    assert!(!ok, "client with another CA's cert refused: {out}");
+
+    // A would-be peer holding a node certificate from another CA is
+    // refused at the handshake, on the Raft port like any other caller.
+    let (ok, out) = run(args(vec![
+        "--tls-ca".into(),
+        other.join("ca.pem").display().to_string(),
+        "--tls-cert".into(),
+        other.join("gw-4.pem").display().to_string(),
+        "--tls-key".into(),
+        other.join("gw-4.key").display().to_string(),
+    ]));
+    assert!(!ok, "peer with another CA's node cert refused: {out}");
+    let h2 = hash_of(
+        &region
+            .post_config(0, &config(up.addr.port(), "/still"))
+            .await,
+    );
+    for i in 0..3 {
+        region.wait_serving(i, &h2).await;
+    }
+}
