@@ -293,9 +293,7 @@ async fn upstream() -> u16 {
             };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                        b"ok",
-                    ))))
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -421,7 +419,11 @@ async fn main() {
         leader = region.wait_leader(&all).await;
         // Warm-up (not timed): connects the channel, first large apply.
         let r = region
-            .propose(leader, &config(services, up, &format!("warm-{label}")), timeout)
+            .propose(
+                leader,
+                &config(services, up, &format!("warm-{label}")),
+                timeout,
+            )
             .await
             .unwrap_or_else(|e| panic!("warm-up proposal: {e}"));
         acks.push(r);
@@ -435,7 +437,10 @@ async fn main() {
                 .await
                 .unwrap_or_else(|e| panic!("{label} proposal {k}: {e}"));
             samples.push(t.elapsed());
-            assert!(r.changed && r.configuration_hash != last_hash, "hash changed");
+            assert!(
+                r.changed && r.configuration_hash != last_hash,
+                "hash changed"
+            );
             last_hash = r.configuration_hash.clone();
             acks.push(r);
         }
@@ -473,7 +478,11 @@ async fn main() {
                     break;
                 }
             }
-            assert!(Instant::now() < until, "node {} never served /hammer", i + 1);
+            assert!(
+                Instant::now() < until,
+                "node {} never served /hammer",
+                i + 1
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -676,3 +676,58 @@ async fn mtls_region_refuses_clients_and_peers_without_a_cluster_certificate() {
         region.wait_serving(i, &h2).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_add_joins_a_learner_then_promotes_it_and_remove_drops_it() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    // Four slots; the region starts with nodes 1-3 only.
+    let mut region = Region::new("eu", 4, &[]).await;
+    let three = region
+        .peers
+        .rsplit_once(',')
+        .expect("4 peers")
+        .0
+        .to_string();
+    let all = region.peers.clone();
+    region.peers = three;
+    for i in 0..3 {
+        region.start(i);
+    }
+    region.wait_leader(&[0, 1, 2]).await;
+    let h = hash_of(
+        &region
+            .post_config(0, &config(up.addr.port(), "/join"))
+            .await,
+    );
+    // Node 4 lists every node: it is not the lowest id, so it waits.
+    region.peers = all;
+    region.start(3);
+    let (ok, out) = ctl(&[
+        "--server",
+        &region.raft(1),
+        "members",
+        "add",
+        &format!("4={}", region.raft(3)),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('4') && l.contains("voter")),
+        "{out}"
+    );
+    region.wait_serving(3, &h).await;
+    assert_eq!(get(&format!("{}/join", region.proxy(3))).await.status, 200);
+    let s = region.status(3).await.expect("status");
+    assert_eq!(
+        s["cluster"]["members"].as_array().map(|m| m.len()),
+        Some(4),
+        "{s}"
+    );
+
+    let (ok, out) = ctl(&["--server", &region.raft(2), "members", "remove", "4"]);
+    assert!(ok, "{out}");
+    assert!(!out.lines().any(|l| l.starts_with('4')), "{out}");
+    let (ok, out) = ctl(&["--server", &region.raft(0), "members", "list"]);
+    assert!(ok && out.lines().count() == 3, "{out}");
+}

@@ -485,3 +485,28 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
     services_shutdown.trigger();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_from_flag_or_statefulset_ordinal() {
+        assert_eq!(cluster_node_id(Some("7"), "whatever").unwrap(), 7);
+        assert_eq!(cluster_node_id(None, "gw-eu-2").unwrap(), 2);
+        assert!(cluster_node_id(Some("gw-1"), "gw-eu-2").is_err());
+        let err = cluster_node_id(None, "laptop").unwrap_err().to_string();
+        assert!(err.contains("laptop"), "{err}");
+    }
+
+    #[test]
+    fn peers_parse_and_bad_entries_are_named() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=gw-eu-1:7000").unwrap();
+        assert_eq!(p.get(&2).map(String::as_str), Some("gw-eu-1:7000"));
+        assert!(parse_peers("").unwrap().is_empty());
+        for bad in ["1", "x=a:1", "1=a", "1=a:1,1=b:2"] {
+            let err = parse_peers(bad).unwrap_err().to_string();
+            assert!(err.contains("--peers"), "{bad}: {err}");
+        }
+    }
+}
