@@ -31,7 +31,10 @@ mod yaml;
 
 pub use yaml::{alias_budget, MAX_DEPTH};
 
+pub mod diff;
 pub mod model;
+
+pub use diff::{diff, ConfigDiff, DiffCounts, EntityChange, FieldChange, KindDiff};
 
 pub use model::*;
 
@@ -189,4 +192,42 @@ impl Config {
     pub fn to_declarative(&self) -> serde_json::Value {
         emit::to_declarative(self)
     }
+}
+
+/// Load any YAML/JSON document (not a gateway config) into JSON, with the
+/// same safe loader as configs (alias and depth limits). For small tool
+/// files such as `gatewayctl`'s contexts file. Errors read
+/// `name:line:col: path: message`.
+pub fn yaml_to_json(name: &str, text: &str) -> Result<serde_json::Value, String> {
+    fn conv(n: &yaml::Node) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &n.value {
+            yaml::Value::Null => J::Null,
+            yaml::Value::Bool(b) => J::Bool(*b),
+            yaml::Value::Int(i) => J::from(*i),
+            yaml::Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
+            yaml::Value::Str(s) => J::String(s.clone()),
+            yaml::Value::Seq(items) => J::Array(items.iter().map(conv).collect()),
+            yaml::Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.text.clone(), conv(v)))
+                    .collect(),
+            ),
+        }
+    }
+    let loaded = yaml::load(text);
+    if let Some(e) = loaded.errors.first() {
+        return Err(format!(
+            "{name}:{}:{}: {}: {}",
+            e.pos.line, e.pos.col, e.path, e.message
+        ));
+    }
+    Ok(loaded
+        .root
+        .as_ref()
+        .map(conv)
+        .unwrap_or(serde_json::Value::Null))
 }
