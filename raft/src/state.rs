@@ -20,12 +20,25 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, ConfigSource, SourceKind};
+use crate::types::{Audit, Command, ConfigSource, SourceKind};
 
 /// Default number of full configs kept.
 pub const DEFAULT_KEEP_CONFIGS: usize = 100;
 /// How many rejected commits are remembered.
 pub const KEEP_REJECTED: usize = 100;
+/// How many rollback/resume events are remembered.
+pub const KEEP_EVENTS: usize = 100;
+
+/// A rollback or resume, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEvent {
+    pub index: u64,
+    /// `rollback` or `resume`.
+    pub kind: String,
+    /// The version served after it.
+    pub version: String,
+    pub audit: Audit,
+}
 
 /// One config version in the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +94,13 @@ pub struct StateMeta {
     pub mode: Mode,
     pub rejected: Vec<RejectedCommit>,
     pub keep_configs: usize,
+    /// The last Git commit processed (applied or rejected): where the
+    /// leader's Git loop continues from, whoever leads.
+    #[serde(default)]
+    pub last_git_commit: String,
+    /// Rollbacks and resumes, oldest first.
+    #[serde(default)]
+    pub events: Vec<OperatorEvent>,
 }
 
 impl Default for StateMeta {
@@ -91,6 +111,8 @@ impl Default for StateMeta {
             mode: Mode::Following,
             rejected: Vec::new(),
             keep_configs: DEFAULT_KEEP_CONFIGS,
+            last_git_commit: String::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -181,7 +203,10 @@ impl ConfigState {
     /// that cannot take effect never enters the log.
     pub fn check(&self, cmd: &Command) -> Result<(), String> {
         match cmd {
-            Command::Rollback { to } => {
+            Command::Rollback {
+                fetched: Some(_), ..
+            } => Ok(()),
+            Command::Rollback { to, .. } => {
                 let v = self.resolve(to)?;
                 if v.config.is_none() {
                     return Err(format!(
@@ -200,11 +225,28 @@ impl ConfigState {
         let before = self.meta.active;
         let mut changes = Changes::default();
         let result: Result<(), String> = match cmd {
+            Command::ApplyConfig { source, .. }
+                if source.kind == SourceKind::Git
+                    && !source.commit.is_empty()
+                    && source.commit == self.meta.last_git_commit =>
+            {
+                // The same commit proposed twice (a leader change while it
+                // was in flight): recorded once.
+                Ok(())
+            }
+            Command::RejectCommit { commit, .. }
+                if !commit.is_empty() && *commit == self.meta.last_git_commit =>
+            {
+                Ok(())
+            }
             Command::ApplyConfig {
                 config,
                 hash,
                 source,
             } => {
+                if source.kind == SourceKind::Git {
+                    self.meta.last_git_commit = source.commit.clone();
+                }
                 let id = match source.kind {
                     SourceKind::Git if !source.commit.is_empty() => source.commit.clone(),
                     _ => format!("admin-{index}"),
@@ -235,22 +277,57 @@ impl ConfigState {
                 self.prune(&mut changes);
                 Ok(())
             }
-            Command::Rollback { to } => match self.check(cmd) {
+            Command::Rollback {
+                to,
+                audit,
+                fetched: Some(f),
+            } => {
+                let id = if f.source.commit.is_empty() {
+                    to.clone()
+                } else {
+                    f.source.commit.clone()
+                };
+                self.versions.insert(
+                    index,
+                    VersionRecord {
+                        id: id.clone(),
+                        index,
+                        hash: f.hash.clone(),
+                        source: f.source.clone(),
+                        config: Some(Arc::from(f.config.as_str())),
+                    },
+                );
+                changes.upserted.push(index);
+                self.meta.active = Some(index);
+                self.meta.mode = Mode::Pinned { to: id.clone() };
+                self.record_event(index, "rollback", &id, audit);
+                self.prune(&mut changes);
+                Ok(())
+            }
+            Command::Rollback {
+                to,
+                audit,
+                fetched: None,
+            } => match self.check(cmd) {
                 Ok(()) => {
                     let v = self.resolve(to).expect("checked");
                     let (idx, id) = (v.index, v.id.clone());
                     self.meta.active = Some(idx);
-                    self.meta.mode = Mode::Pinned { to: id };
+                    self.meta.mode = Mode::Pinned { to: id.clone() };
+                    self.record_event(index, "rollback", &id, audit);
                     Ok(())
                 }
                 Err(e) => Err(e),
             },
-            Command::Resume => {
+            Command::Resume { audit } => {
                 self.meta.mode = Mode::Following;
                 self.meta.active = self.meta.latest;
+                let id = self.active().map(|v| v.id.clone()).unwrap_or_default();
+                self.record_event(index, "resume", &id, audit);
                 Ok(())
             }
             Command::RejectCommit { commit, errors } => {
+                self.meta.last_git_commit = commit.clone();
                 self.meta.rejected.push(RejectedCommit {
                     commit: commit.clone(),
                     errors: errors.clone(),
@@ -271,6 +348,31 @@ impl ConfigState {
             changed: changes.active_changed,
         };
         (outcome, changes)
+    }
+
+    /// Versions recorded after the active one while pinned: fetched and
+    /// validated, waiting for `Resume`. Oldest first.
+    pub fn pending(&self) -> Vec<&VersionRecord> {
+        match (&self.meta.mode, self.meta.active) {
+            (Mode::Pinned { .. }, Some(active)) => self
+                .versions
+                .range(active + 1..)
+                .map(|(_, v)| v)
+                .filter(|v| v.source.kind == SourceKind::Git)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn record_event(&mut self, index: u64, kind: &str, version: &str, audit: &Audit) {
+        self.meta.events.push(OperatorEvent {
+            index,
+            kind: kind.into(),
+            version: version.into(),
+            audit: audit.clone(),
+        });
+        let excess = self.meta.events.len().saturating_sub(KEEP_EVENTS);
+        self.meta.events.drain(..excess);
     }
 
     /// Drop the full config of versions beyond the newest `keep_configs`,
@@ -308,6 +410,18 @@ mod tests {
         }
     }
 
+    fn rollback(to: &str) -> Command {
+        Command::Rollback {
+            to: to.into(),
+            audit: Audit {
+                by: "ops".into(),
+                reason: "bad push".into(),
+                time: 1,
+            },
+            fetched: None,
+        }
+    }
+
     fn admin(hash: &str) -> Command {
         Command::ApplyConfig {
             config: "{}".into(),
@@ -332,12 +446,7 @@ mod tests {
         let mut s = ConfigState::new(10);
         s.apply(1, &git("aaaaaaa1", "h1"));
         s.apply(2, &git("bbbbbbb2", "h2"));
-        let (o, _) = s.apply(
-            3,
-            &Command::Rollback {
-                to: "aaaaaaa".into(),
-            },
-        );
+        let (o, _) = s.apply(3, &rollback("aaaaaaa"));
         assert!(o.ok, "{}", o.error);
         assert_eq!(o.active_version, "aaaaaaa1");
         assert_eq!(
@@ -351,7 +460,12 @@ mod tests {
         assert!(o.ok && !o.changed);
         assert_eq!(s.active().unwrap().id, "aaaaaaa1");
         assert_eq!(s.latest().unwrap().id, "ccccccc3");
-        let (o, _) = s.apply(5, &Command::Resume);
+        let (o, _) = s.apply(
+            5,
+            &Command::Resume {
+                audit: Audit::default(),
+            },
+        );
         assert!(o.ok && o.changed);
         assert_eq!(o.active_version, "ccccccc3");
         assert_eq!(s.meta.mode, Mode::Following);
@@ -362,12 +476,7 @@ mod tests {
         let mut s = ConfigState::new(10);
         s.apply(1, &git("aaaaaaa1", "h1"));
         s.apply(2, &git("bbbbbbb2", "h2"));
-        s.apply(
-            3,
-            &Command::Rollback {
-                to: "aaaaaaa1".into(),
-            },
-        );
+        s.apply(3, &rollback("aaaaaaa1"));
         let (o, _) = s.apply(4, &admin("h9"));
         assert_eq!(o.active_version, "admin-4");
         assert_eq!(s.meta.mode, Mode::Following);
@@ -379,27 +488,18 @@ mod tests {
         s.apply(1, &git("abcdef01", "h1"));
         s.apply(2, &git("abcdef02", "h2"));
         assert!(s
-            .check(&Command::Rollback {
-                to: "abcdef0".into()
-            })
+            .check(&rollback("abcdef0"))
             .unwrap_err()
             .contains("ambiguous"));
         assert!(s
-            .check(&Command::Rollback { to: "abc".into() })
+            .check(&rollback("abc"))
             .unwrap_err()
             .contains("at least 7"));
         assert!(s
-            .check(&Command::Rollback {
-                to: "fffffffff".into()
-            })
+            .check(&rollback("fffffffff"))
             .unwrap_err()
             .contains("no version"));
-        let (o, _) = s.apply(
-            3,
-            &Command::Rollback {
-                to: "zzzzzzzz".into(),
-            },
-        );
+        let (o, _) = s.apply(3, &rollback("zzzzzzzz"));
         assert!(!o.ok);
         assert_eq!(
             o.active_version, "abcdef02",
@@ -421,11 +521,7 @@ mod tests {
             .collect();
         assert_eq!(kept, vec![4, 5]);
         assert_eq!(s.versions.len(), 5, "metadata of pruned versions stays");
-        let err = s
-            .check(&Command::Rollback {
-                to: "commit01".into(),
-            })
-            .unwrap_err();
+        let err = s.check(&rollback("commit01")).unwrap_err();
         assert!(err.contains("pruned"), "{err}");
     }
 
@@ -434,12 +530,7 @@ mod tests {
         let mut s = ConfigState::new(2);
         s.apply(1, &git("commit01", "h1"));
         s.apply(2, &git("commit02", "h2"));
-        s.apply(
-            3,
-            &Command::Rollback {
-                to: "commit01".into(),
-            },
-        );
+        s.apply(3, &rollback("commit01"));
         for i in 4..=8u64 {
             s.apply(i, &git(&format!("commit{i:02}"), &format!("h{i}")));
         }
@@ -461,5 +552,82 @@ mod tests {
         assert!(o.ok && !c.active_changed);
         assert_eq!(s.meta.rejected.len(), 1);
         assert_eq!(o.active_version, "aaaaaaa1");
+    }
+
+    #[test]
+    fn a_git_commit_proposed_twice_is_recorded_once() {
+        let mut s = ConfigState::new(10);
+        s.apply(1, &git("aaaaaaa1", "h1"));
+        let (o, c) = s.apply(2, &git("aaaaaaa1", "h1"));
+        assert!(o.ok && !c.active_changed);
+        assert_eq!(s.versions.len(), 1);
+        assert_eq!(s.meta.last_git_commit, "aaaaaaa1");
+        s.apply(
+            3,
+            &Command::RejectCommit {
+                commit: "bbbbbbb2".into(),
+                errors: vec![],
+            },
+        );
+        s.apply(
+            4,
+            &Command::RejectCommit {
+                commit: "bbbbbbb2".into(),
+                errors: vec![],
+            },
+        );
+        assert_eq!(s.meta.rejected.len(), 1);
+        assert_eq!(s.meta.last_git_commit, "bbbbbbb2");
+    }
+
+    #[test]
+    fn rollback_to_a_fetched_commit_pins_it_and_is_audited() {
+        let mut s = ConfigState::new(10);
+        s.apply(1, &git("ccccccc3", "h3"));
+        let cmd = Command::Rollback {
+            to: "HEAD~5".into(),
+            audit: Audit {
+                by: "ops".into(),
+                reason: "outage".into(),
+                time: 7,
+            },
+            fetched: Some(crate::types::FetchedVersion {
+                config: "{}".into(),
+                hash: "h0".into(),
+                source: ConfigSource {
+                    kind: SourceKind::Git,
+                    commit: "0000aaa0".into(),
+                    ..Default::default()
+                },
+            }),
+        };
+        let (o, _) = s.apply(2, &cmd);
+        assert!(o.ok && o.changed);
+        assert_eq!(o.active_version, "0000aaa0");
+        assert_eq!(
+            s.meta.mode,
+            Mode::Pinned {
+                to: "0000aaa0".into()
+            }
+        );
+        assert_eq!(
+            s.meta.last_git_commit, "ccccccc3",
+            "the branch position is unchanged"
+        );
+        assert_eq!(s.meta.events.len(), 1);
+        assert_eq!(s.meta.events[0].audit.reason, "outage");
+        // A push while pinned is pending.
+        s.apply(3, &git("ddddddd4", "h4"));
+        let pending: Vec<_> = s.pending().iter().map(|v| v.id.clone()).collect();
+        assert_eq!(pending, vec!["ddddddd4"]);
+        s.apply(
+            4,
+            &Command::Resume {
+                audit: Audit::default(),
+            },
+        );
+        assert!(s.pending().is_empty());
+        assert_eq!(s.active().unwrap().id, "ddddddd4");
+        assert_eq!(s.meta.events.len(), 2);
     }
 }

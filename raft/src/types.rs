@@ -60,6 +60,23 @@ impl SourceKind {
     }
 }
 
+/// Who asked for an operator action, when, and why (kept in the history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Audit {
+    pub by: String,
+    pub reason: String,
+    /// Unix seconds.
+    pub time: i64,
+}
+
+/// A config read from Git for a rollback target outside the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedVersion {
+    pub config: String,
+    pub hash: String,
+    pub source: ConfigSource,
+}
+
 /// One replicated command: the application data of a Raft entry.
 /// Membership changes are openraft's own entries and are not listed here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,9 +92,21 @@ pub enum Command {
         source: ConfigSource,
     },
     /// Serve an earlier version and stop following new ones (pinned mode).
-    Rollback { to: String },
+    /// `to` names a version in the history, or, with `fetched`, a Git
+    /// commit whose config was read and validated again by the leader
+    /// because the history no longer holds it.
+    Rollback {
+        to: String,
+        #[serde(default)]
+        audit: Audit,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fetched: Option<FetchedVersion>,
+    },
     /// Leave pinned mode: serve the newest version again.
-    Resume,
+    Resume {
+        #[serde(default)]
+        audit: Audit,
+    },
     /// A Git commit that failed validation: recorded, never served.
     RejectCommit { commit: String, errors: Vec<String> },
 }
@@ -88,7 +117,7 @@ impl Command {
         match self {
             Command::ApplyConfig { .. } => "apply_config",
             Command::Rollback { .. } => "rollback",
-            Command::Resume => "resume",
+            Command::Resume { .. } => "resume",
             Command::RejectCommit { .. } => "reject_commit",
         }
     }
@@ -108,8 +137,8 @@ impl std::fmt::Display for Command {
                 }
                 write!(f, ")")
             }
-            Command::Rollback { to } => write!(f, "rollback(to={to})"),
-            Command::Resume => write!(f, "resume"),
+            Command::Rollback { to, .. } => write!(f, "rollback(to={to})"),
+            Command::Resume { .. } => write!(f, "resume"),
             Command::RejectCommit { commit, .. } => write!(f, "reject_commit({commit})"),
         }
     }

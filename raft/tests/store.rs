@@ -128,6 +128,8 @@ async fn state_active_version_and_last_applied_survive_reopen() {
                 7,
                 Command::Rollback {
                     to: "admin-5".into(),
+                    audit: Default::default(),
+                    fetched: None,
                 },
             ),
         ])
@@ -226,6 +228,8 @@ async fn sink_sees_one_activate_per_batch_that_changed_the_active_version() {
             6,
             Command::Rollback {
                 to: "nosuchversion".into(),
+                audit: Default::default(),
+                fetched: None,
             },
         )])
         .await
@@ -239,6 +243,8 @@ async fn sink_sees_one_activate_per_batch_that_changed_the_active_version() {
             7,
             Command::Rollback {
                 to: "commit0001".into(),
+                audit: Default::default(),
+                fetched: None,
             },
         ),
         normal(8, git("commit0003")),
@@ -248,7 +254,15 @@ async fn sink_sees_one_activate_per_batch_that_changed_the_active_version() {
     assert_eq!(rec.calls(), vec!["commit0002", "commit0001"]);
 
     // Resume serves the newest.
-    let out = sm.apply(vec![normal(9, Command::Resume)]).await.unwrap();
+    let out = sm
+        .apply(vec![normal(
+            9,
+            Command::Resume {
+                audit: Default::default(),
+            },
+        )])
+        .await
+        .unwrap();
     assert!(out[0].changed);
     assert_eq!(rec.calls(), vec!["commit0002", "commit0001", "commit0003"]);
 
@@ -376,6 +390,8 @@ async fn snapshot_installs_into_a_fresh_store_and_activates() {
             5,
             Command::Rollback {
                 to: "commit0001".into(),
+                audit: Default::default(),
+                fetched: None,
             },
         ),
     ])

@@ -65,13 +65,32 @@ impl LogStore {
     where
         T: Serialize + ?Sized,
     {
+        self.write_meta_durable(key, value, true).await
+    }
+
+    /// `durable: false` skips the fsync: the write becomes durable with the
+    /// next fsynced commit. Only for data openraft can do without (the
+    /// committed index, an optimization it recomputes from a quorum).
+    async fn write_meta_durable<T>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durable: bool,
+    ) -> Result<(), String>
+    where
+        T: Serialize + ?Sized,
+    {
         let bytes = self.db.encode("meta", key, value)?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = db
+            let mut txn = db
                 .db
                 .begin_write()
                 .map_err(|e| db.err("starting a write", e))?;
+            if !durable {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(|e| db.err("setting durability", e))?;
+            }
             {
                 let mut table = txn
                     .open_table(META)
@@ -177,7 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(KEY_COMMITTED, &committed)
+        self.write_meta_durable(KEY_COMMITTED, &committed, false)
             .await
             .map_err(write_logs_err)
     }
