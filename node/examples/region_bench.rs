@@ -244,6 +244,28 @@ impl Region {
         }
     }
 
+    /// Propose to the current leader; on an error, find the leader again
+    /// and retry (the timed sample includes the retries). The errors seen.
+    async fn propose_to_leader(
+        &self,
+        alive: &[usize],
+        yaml: &str,
+        timeout: Duration,
+    ) -> (WriteReply, Vec<String>) {
+        let mut errors = Vec::new();
+        loop {
+            let leader = self.wait_leader(alive).await;
+            match self.propose(leader, yaml, timeout).await {
+                Ok(r) => return (r, errors),
+                Err(e) => {
+                    errors.push(format!("node {}: {e}", leader + 1));
+                    assert!(errors.len() < 10, "proposal keeps failing: {errors:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     /// Wait until node `i` has applied as far as the leader.
     async fn wait_caught_up(&self, i: usize, alive: &[usize]) {
         let until = Instant::now() + WAIT;
@@ -407,6 +429,7 @@ async fn main() {
 
     // 1. Commit latency, proposals sent to the leader.
     let mut latency = Vec::new();
+    let mut retries: Vec<(&str, usize, String)> = Vec::new();
     for (label, services, count, timeout) in [
         ("100KB", small_services, small_n, Duration::from_secs(30)),
         ("5MB", large_services, large_n, Duration::from_secs(120)),
@@ -416,27 +439,26 @@ async fn main() {
             "{label}: {services} services, {size} bytes ({:.2} MiB)",
             size as f64 / 1048576.0
         );
-        leader = region.wait_leader(&all).await;
         // Warm-up (not timed): connects the channel, first large apply.
-        let r = region
-            .propose(
-                leader,
+        let (r, _) = region
+            .propose_to_leader(
+                &all,
                 &config(services, up, &format!("warm-{label}")),
                 timeout,
             )
-            .await
-            .unwrap_or_else(|e| panic!("warm-up proposal: {e}"));
+            .await;
         acks.push(r);
         let mut samples = Vec::new();
         let mut last_hash = String::new();
         for k in 0..count {
             let yaml = config(services, up, &format!("{label}-{k:04}"));
             let t = Instant::now();
-            let r = region
-                .propose(leader, &yaml, timeout)
-                .await
-                .unwrap_or_else(|e| panic!("{label} proposal {k}: {e}"));
+            let (r, errs) = region.propose_to_leader(&all, &yaml, timeout).await;
             samples.push(t.elapsed());
+            for e in errs {
+                eprintln!("{label} proposal {k}: retried after: {e}");
+                retries.push((label, k, e));
+            }
             assert!(
                 r.changed && r.configuration_hash != last_hash,
                 "hash changed"
@@ -614,6 +636,13 @@ async fn main() {
         "failed proposal attempts during failovers ({} ms per-call timeout): {attempts_failed}",
         FAILOVER_CALL.as_millis()
     );
+    println!(
+        "commit-latency proposals that had to be retried (leader changed or error): {}",
+        retries.len()
+    );
+    for (label, k, e) in &retries {
+        println!("  {label} #{k}: {e}");
+    }
     println!(
         "acknowledged writes: {}; missing from some node's history: {missing} (history sizes {history_sizes:?})",
         acks.len()

@@ -62,6 +62,7 @@ impl Admin {
             (Method::GET, ["status", "ready"]) => self.ready(),
             (Method::GET, ["config"]) => self.get_config(),
             (Method::POST, ["config"]) => self.post_config(req).await,
+            (Method::POST, ["hooks", "git"]) => self.git_webhook(req).await,
             (Method::GET, [kind, rest @ ..]) if entities::is_collection(kind) => {
                 let snap = self.live.current();
                 match entities::get(&snap, kind, rest) {
@@ -174,7 +175,62 @@ impl Admin {
     }
 }
 
+/// Largest webhook body read (GitHub caps payloads at 25 MB; push events
+/// are far smaller, and the body is only needed for the signature).
+const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
+
 impl Admin {
+    /// `POST /hooks/git`: a GitHub or GitLab push webhook. Verified against
+    /// the webhook secret; then the leader fetches at once.
+    async fn git_webhook(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let Some((cluster, git)) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.git.as_ref().map(|g| (c, g)))
+        else {
+            return message(
+                StatusCode::NOT_FOUND,
+                "GitOps is not configured on this node (--git-url)",
+            );
+        };
+        let Some(secret) = git.opts.webhook_secret.clone() else {
+            return message(
+                StatusCode::FORBIDDEN,
+                "no webhook secret is configured (--webhook-secret-file); unsigned webhooks are refused",
+            );
+        };
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (github, gitlab) = (header("x-hub-signature-256"), header("x-gitlab-token"));
+        let body = match Limited::new(req.into_body(), MAX_WEBHOOK_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large"),
+        };
+        let verified = if github.is_some() {
+            gateway_gitops::verify_github(&secret, &body, github.as_deref())
+        } else {
+            gateway_gitops::verify_gitlab(&secret, gitlab.as_deref())
+        };
+        if !verified {
+            tracing::warn!("git webhook refused: bad or missing signature");
+            return message(StatusCode::UNAUTHORIZED, "invalid webhook signature");
+        }
+        match cluster.trigger_sync().await {
+            Ok(leader) => json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "message": "fetch scheduled", "leader_id": leader }),
+            ),
+            Err(status) => message(StatusCode::SERVICE_UNAVAILABLE, status.message()),
+        }
+    }
+
     /// Cluster mode: the config (already validated here) is committed
     /// through Raft; the answer comes once it is committed and applied.
     async fn propose(
@@ -235,6 +291,18 @@ fn cluster_status(s: &gateway_proto::control::NodeStatus) -> Value {
         "pinned_to": s.pinned_to,
         "local_error": s.local_error,
         "raft_addr": s.raft_addr,
+        "active_subject": s.active_subject,
+        "ready": s.ready,
+        "pending": s.pending,
+        "git": s.git.as_ref().map(|g| json!({
+            "url": g.url,
+            "branch": g.branch,
+            "head": g.head,
+            "last_fetch": g.last_fetch,
+            "stale_since": g.stale_since,
+            "last_error": g.last_error,
+            "last_commit": g.last_commit,
+        })),
         "snapshot_index": s.snapshot_index,
         "purged_index": s.purged_index,
         "members": s.members.iter().map(|m| json!({"id": m.id, "addr": m.addr, "voter": m.voter})).collect::<Vec<_>>(),

@@ -146,11 +146,39 @@ struct ClusterArgs {
     #[arg(long, env = "GATEWAY_ALLOW_INSECURE_CLUSTER")]
     allow_insecure_cluster: bool,
     /// Raft heartbeat interval in milliseconds.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 100)]
+    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 50)]
     heartbeat_ms: u64,
-    /// Raft election timeout range in milliseconds, `MIN-MAX`.
-    #[arg(long, env = "GATEWAY_ELECTION_TIMEOUT_MS", default_value = "400-800")]
+    /// Raft election timeout range in milliseconds, `MIN-MAX`. A follower
+    /// that has heard from a leader waits MAX (openraft's leader lease) plus
+    /// a random time in MIN..MAX before standing: 600-800 ms by default.
+    /// Raise it where nodes may stall longer (heavily throttled CPUs).
+    #[arg(long, env = "GATEWAY_ELECTION_TIMEOUT_MS", default_value = "200-400")]
     election_timeout_ms: String,
+    /// GitOps: the repository holding the region's config (`file://`,
+    /// `git://`, `https://`, `ssh://`). Only the region's leader fetches.
+    /// `POST /config` and `gatewayctl apply` are then refused (409).
+    #[arg(long, env = "GATEWAY_GIT_URL", requires = "region")]
+    git_url: Option<String>,
+    /// Branch to follow.
+    #[arg(long, env = "GATEWAY_GIT_BRANCH", default_value = "main")]
+    git_branch: String,
+    /// Config root in the repository: every *.yaml/*.yml under it merges,
+    /// then `<root>regions/<region>/` merges on top.
+    #[arg(long, env = "GATEWAY_GIT_PATH", default_value = "gateway/")]
+    git_path: String,
+    /// How often the leader fetches (e.g. `15s`, `500ms`), with ±10% jitter.
+    #[arg(long, env = "GATEWAY_GIT_POLL_INTERVAL", default_value = "15s")]
+    git_poll_interval: String,
+    /// File holding an HTTP(S) token (else the GATEWAY_GIT_TOKEN variable).
+    #[arg(long, env = "GATEWAY_GIT_TOKEN_FILE")]
+    git_token_file: Option<PathBuf>,
+    /// Private key file for ssh:// URLs.
+    #[arg(long, env = "GATEWAY_GIT_SSH_KEY")]
+    git_ssh_key: Option<PathBuf>,
+    /// File holding the webhook secret of `POST /hooks/git` (GitHub
+    /// `X-Hub-Signature-256` HMAC, or GitLab `X-Gitlab-Token`).
+    #[arg(long, env = "GATEWAY_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -409,6 +437,34 @@ async fn run_cluster(args: RunArgs) -> Result<()> {
     copts.allow_insecure_cluster = c.allow_insecure_cluster;
     copts.heartbeat_ms = c.heartbeat_ms;
     copts.election_timeout_ms = (min, max);
+    if let Some(url) = &c.git_url {
+        let mut source = gateway_gitops::GitSource::new(url.clone());
+        source.branch = c.git_branch.clone();
+        source.path = c.git_path.clone();
+        source.region = Some(region.clone());
+        source.token_file = c.git_token_file.clone();
+        source.ssh_key = c.git_ssh_key.clone();
+        source.validate()?;
+        let poll_interval = gateway_node::cluster::gitsync::parse_duration(&c.git_poll_interval)
+            .map_err(|e| anyhow::anyhow!("--git-poll-interval: {e}"))?;
+        let webhook_secret = match &c.webhook_secret_file {
+            Some(p) => {
+                let s = std::fs::read_to_string(p)
+                    .with_context(|| format!("--webhook-secret-file {}", p.display()))?;
+                let s = s.trim();
+                if s.is_empty() {
+                    bail!("--webhook-secret-file {}: the file is empty", p.display());
+                }
+                Some(s.as_bytes().to_vec())
+            }
+            None => None,
+        };
+        copts.git = Some(gateway_node::cluster::gitsync::GitOptions {
+            source,
+            poll_interval,
+            webhook_secret,
+        });
+    }
     opts.max_config_bytes = c.max_config_bytes;
 
     let live = new_live_config()?;

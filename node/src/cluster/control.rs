@@ -38,6 +38,18 @@ fn is_forwarded<T>(req: &Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED)
 }
 
+fn audit(by: &str, reason: &str) -> gateway_raft::types::Audit {
+    gateway_raft::types::Audit {
+        by: if by.is_empty() {
+            "unknown".into()
+        } else {
+            by.into()
+        },
+        reason: reason.into(),
+        time: super::unix_now(),
+    }
+}
+
 pub(crate) fn forwarded<T>(msg: T) -> Request<T> {
     let mut req = Request::new(msg);
     req.metadata_mut()
@@ -115,9 +127,26 @@ impl control_server::Control for ControlService {
                 index: r.index,
             })
             .collect();
+        let events = state
+            .meta
+            .events
+            .iter()
+            .rev()
+            .map(|e| pb::OperatorEvent {
+                index: e.index,
+                kind: e.kind.clone(),
+                version: e.version.clone(),
+                by: e.audit.by.clone(),
+                reason: e.audit.reason.clone(),
+                time: e.audit.time,
+            })
+            .collect();
+        let pending = state.pending().iter().map(|v| v.id.clone()).collect();
         Ok(Response::new(pb::HistoryReply {
             versions,
             rejected,
+            events,
+            pending,
             mode: state.meta.mode.name().into(),
             pinned_to: state.meta.mode.pinned_to().into(),
         }))
@@ -174,13 +203,24 @@ impl control_server::Control for ControlService {
     ) -> Result<Response<pb::WriteReply>, Status> {
         let fwd = is_forwarded(&req);
         let msg = req.into_inner();
-        write_or_forward!(
-            self,
-            fwd,
-            Command::Rollback { to: msg.to.clone() },
-            rollback,
-            msg
-        )
+        let audit = audit(&msg.by, &msg.reason);
+        let Some(git) = &self.cluster.git else {
+            let cmd = Command::Rollback {
+                to: msg.to.clone(),
+                audit,
+                fetched: None,
+            };
+            return write_or_forward!(self, fwd, cmd, rollback, msg);
+        };
+        // With Git the target is resolved on the leader (the one that reads Git).
+        if let Some(mut client) = self.forward_target(fwd)? {
+            return client.rollback(forwarded(msg)).await;
+        }
+        let cmd = git
+            .rollback_command(&self.cluster, &msg.to, audit)
+            .await
+            .map_err(|e| e.to_status())?;
+        write_or_forward!(self, true, cmd, rollback, msg)
     }
 
     async fn resume(
@@ -189,7 +229,33 @@ impl control_server::Control for ControlService {
     ) -> Result<Response<pb::WriteReply>, Status> {
         let fwd = is_forwarded(&req);
         let msg = req.into_inner();
-        write_or_forward!(self, fwd, Command::Resume, resume, msg)
+        let cmd = Command::Resume {
+            audit: audit(&msg.by, &msg.reason),
+        };
+        let reply = write_or_forward!(self, fwd, cmd, resume, msg);
+        if let Some(git) = &self.cluster.git {
+            git.wake();
+        }
+        reply
+    }
+
+    async fn trigger_sync(
+        &self,
+        req: Request<pb::TriggerSyncRequest>,
+    ) -> Result<Response<pb::TriggerSyncReply>, Status> {
+        let fwd = is_forwarded(&req);
+        let Some(git) = &self.cluster.git else {
+            return Err(Status::failed_precondition(
+                "this region is not configured with Git (--git-url)",
+            ));
+        };
+        if let Some(mut client) = self.forward_target(fwd)? {
+            return client.trigger_sync(forwarded(req.into_inner())).await;
+        }
+        git.wake();
+        Ok(Response::new(pb::TriggerSyncReply {
+            leader_id: self.cluster.opts.node_id,
+        }))
     }
 
     async fn members(
@@ -214,8 +280,7 @@ impl control_server::Control for ControlService {
                 "add member: address is empty (give ID=HOST:PORT)",
             ));
         }
-        if let Some(client) = self.forward_target(fwd)? {
-            let mut client = client;
+        if let Some(mut client) = self.forward_target(fwd)? {
             return client.add_member(forwarded(msg)).await;
         }
         let raft = &self.cluster.raft;
@@ -241,8 +306,7 @@ impl control_server::Control for ControlService {
     ) -> Result<Response<pb::MembersReply>, Status> {
         let fwd = is_forwarded(&req);
         let msg = req.into_inner();
-        if let Some(client) = self.forward_target(fwd)? {
-            let mut client = client;
+        if let Some(mut client) = self.forward_target(fwd)? {
             return client.remove_member(forwarded(msg)).await;
         }
         let s = self.cluster.status();

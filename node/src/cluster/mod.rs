@@ -7,8 +7,10 @@
 //!   proposals into committed entries (forwarding to the leader).
 //! - [`control`]: the tonic control service `gatewayctl` and peers call.
 //! - [`sink`]: applies the active version to the node's `LiveConfig`.
+//! - [`gitsync`]: GitOps on the leader: fetch, validate, propose commits.
 
 pub mod control;
+pub mod gitsync;
 pub mod sink;
 
 use std::collections::BTreeMap;
@@ -53,6 +55,8 @@ pub struct ClusterOptions {
     pub max_config_bytes: usize,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// GitOps: the region's config comes from this repository.
+    pub git: Option<gitsync::GitOptions>,
 }
 
 impl ClusterOptions {
@@ -68,8 +72,9 @@ impl ClusterOptions {
             tls: None,
             allow_insecure_cluster: false,
             max_config_bytes: 16 * 1024 * 1024,
-            heartbeat_ms: 100,
-            election_timeout_ms: (400, 800),
+            heartbeat_ms: 50,
+            election_timeout_ms: (200, 400),
+            git: None,
         }
     }
 }
@@ -145,6 +150,7 @@ pub struct Cluster {
     dialer: Dialer,
     local_error: Arc<Mutex<String>>,
     pub raft_addr: SocketAddr,
+    pub git: Option<Arc<gitsync::GitSync>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -215,8 +221,13 @@ impl Cluster {
             source,
         })?;
 
+        let git = opts
+            .git
+            .clone()
+            .map(|g| Arc::new(gitsync::GitSync::new(g, &opts.data_dir)));
         let cluster = Arc::new(Cluster {
             raft: raft.clone(),
+            git: git.clone(),
             opts,
             live,
             state,
@@ -244,6 +255,12 @@ impl Cluster {
         });
         let bootstrap = tokio::spawn(bootstrap(cluster.clone()));
         cluster.tasks.lock().extend([server, bootstrap]);
+        if let Some(git) = git {
+            cluster
+                .tasks
+                .lock()
+                .push(tokio::spawn(git.run(cluster.clone())));
+        }
         tracing::info!(region = %cluster.opts.region, node_id = cluster.opts.node_id, %raft_addr, "raft node started");
         Ok(cluster)
     }
@@ -286,10 +303,7 @@ impl Cluster {
         let hash = config.hash();
         let text = serde_json::to_string(&config.to_declarative())
             .map_err(|e| ProposeError::Raft(e.to_string()))?;
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let time = unix_now();
         Ok(Command::ApplyConfig {
             config: text,
             hash,
@@ -354,9 +368,16 @@ impl Cluster {
         message: &str,
         already_forwarded: bool,
     ) -> Result<pb::WriteReply, tonic::Status> {
-        let cmd = self
-            .config_command(files, author, message)
-            .map_err(|e| e.to_status())?;
+        if let Some(git) = &self.git {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this region takes its config from Git ({} branch {}), the source of truth: push a commit instead \
+                 (POST /config and gatewayctl apply are refused in GitOps mode)",
+                git.opts.source.redacted_url(),
+                git.opts.source.branch
+            )));
+        }
+        let cmd =
+            cpu_heavy(|| self.config_command(files, author, message)).map_err(|e| e.to_status())?;
         match self.write_local(cmd).await {
             Ok(reply) => Ok(reply),
             Err(WriteError::NotLeader { id, addr }) if !already_forwarded => {
@@ -382,6 +403,30 @@ impl Cluster {
                 "leadership moved while forwarding (now node {id} at {addr}); retry"
             ))),
             Err(WriteError::Propose(e)) => Err(e.to_status()),
+        }
+    }
+
+    /// Make the leader fetch from Git now (a webhook arrived here).
+    pub async fn trigger_sync(&self) -> Result<NodeId, tonic::Status> {
+        let git = self.git.as_ref().ok_or_else(|| {
+            tonic::Status::failed_precondition("this region is not configured with Git")
+        })?;
+        let s = self.status();
+        match s.leader_id {
+            Some(l) if l == self.opts.node_id => {
+                git.wake();
+                Ok(l)
+            }
+            Some(l) => {
+                let mut client = self
+                    .leader_client(l, &s.leader_addr)
+                    .map_err(|e| e.to_status())?;
+                let reply = client
+                    .trigger_sync(control::forwarded(pb::TriggerSyncRequest {}))
+                    .await?;
+                Ok(reply.into_inner().leader_id)
+            }
+            None => Err(ProposeError::NoLeader(self.opts.region.clone()).to_status()),
         }
     }
 
@@ -431,7 +476,26 @@ impl Cluster {
         let state = self.state.state();
         let state = state.read();
         let snap = self.live.current();
+        let git = self.git.as_ref().map(|g| {
+            let f = g.status();
+            pb::GitStatus {
+                url: g.opts.source.redacted_url(),
+                branch: g.opts.source.branch.clone(),
+                head: f.head,
+                last_fetch: f.last_fetch,
+                stale_since: f.stale_since,
+                last_error: f.last_error,
+                last_commit: state.meta.last_git_commit.clone(),
+            }
+        });
         pb::NodeStatus {
+            git,
+            active_subject: state
+                .active()
+                .map(|v| v.source.message.lines().next().unwrap_or("").to_string())
+                .unwrap_or_default(),
+            ready: !snap.is_empty(),
+            pending: state.pending().len() as u32,
             region: self.opts.region.clone(),
             node_id: self.opts.node_id,
             role: role.into(),
@@ -451,6 +515,23 @@ impl Cluster {
             purged_index: m.purged.map(|l| l.index),
         }
     }
+}
+
+/// Run CPU-heavy work (parsing, hashing, compiling a config of up to
+/// several MB) without stalling the runtime's worker threads, which also
+/// carry Raft heartbeats.
+pub(crate) fn cpu_heavy<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Why a local write did not happen.

@@ -34,7 +34,17 @@ impl LiveSink {
             name: format!("version {}", version.id),
             text: text.to_string(),
         }];
-        match self.live.apply_files(&files).await {
+        // Parse and compile off the async workers: a multi-MB config takes
+        // long enough to delay heartbeats otherwise.
+        let handle = tokio::runtime::Handle::current();
+        let applied = match handle.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                let live = self.live.clone();
+                tokio::task::block_in_place(move || handle.block_on(live.apply_files(&files)))
+            }
+            _ => self.live.apply_files(&files).await,
+        };
+        match applied {
             Ok(Applied::Swapped { hash }) => {
                 tracing::info!(version = %version.id, index = version.index, %hash, "serving new config");
                 self.local_error.lock().clear();

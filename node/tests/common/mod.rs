@@ -2,6 +2,8 @@
 //! gateway node, and clients (hyper, and raw sockets for hostile input).
 #![allow(dead_code)]
 
+pub mod region;
+
 use bytes::Bytes;
 use gateway_config::SourceFile;
 use gateway_node::app::{new_live_config, Node, NodeOptions};
