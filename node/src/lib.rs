@@ -11,6 +11,9 @@
 //! - `admin`: the admin API (Kong's shapes).
 //! - `demo`: the built-in foo/bar services behind `gateway demo`.
 //! - `app`: assembles a node (listeners, proxy, admin) and shuts it down.
+//! - `cluster`: cluster mode: the node as a member of its region's Raft
+//!   group (store, control service, proposals, the leader's Git loop).
+//! - `certs`: the cluster CA and node/client certificates (mTLS).
 
 pub mod admin;
 pub mod app;
