@@ -500,3 +500,50 @@ async fn git_server_down_keeps_serving_reports_staleness_and_recovers() {
     .await;
     assert!(fresh, "staleness cleared");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_push_is_followed_and_a_deleted_branch_keeps_the_last_config() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let port = up.addr.port();
+    let repo = Repo::new();
+    repo.push(&[("gateway/kong.yml", &config(port, "/f1"))], "f1");
+    repo.push(&[("gateway/kong.yml", &config(port, "/f2"))], "f2");
+    let extra = ["--git-url", &repo.url(), "--git-poll-interval", "200ms"];
+    let region = Region::start_all(3, &extra).await;
+    wait_route(&region, &[0, 1, 2], "/f2", 200).await;
+
+    // Rewrite history: drop f2, commit f3 on top of f1, force-push.
+    git(&repo.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    std::fs::write(repo.work.join("gateway/kong.yml"), config(port, "/f3")).expect("write");
+    git(&repo.work, &["commit", "-q", "-am", "f3 (rewritten)"]);
+    git(&repo.work, &["push", "-q", "-f", "origin", "main"]);
+    let f3 = git(&repo.work, &["rev-parse", "HEAD"]);
+    wait_route(&region, &[0, 1, 2], "/f3", 200).await;
+    let s = region.status(1).await.expect("status");
+    assert_eq!(s["cluster"]["active_version"], f3.as_str());
+
+    // Delete the branch: reported, and the region keeps serving f3.
+    git(
+        &repo.bare,
+        &["config", "receive.denyDeleteCurrent", "ignore"],
+    );
+    git(&repo.work, &["push", "-q", "origin", ":main"]);
+    let leader = region.wait_leader(&[0, 1, 2]).await;
+    let reported = eventually(WAIT, || async {
+        region.status(leader).await.is_some_and(|s| {
+            s["cluster"]["git"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("missing"))
+                && s["cluster"]["git"]["stale_since"].as_i64().unwrap_or(0) > 0
+        })
+    })
+    .await;
+    assert!(reported, "{:?}", region.status(leader).await);
+    for i in 0..3 {
+        assert_eq!(
+            try_status(&format!("{}/f3", region.proxy(i))).await,
+            Some(200)
+        );
+    }
+}

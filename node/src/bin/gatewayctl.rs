@@ -50,7 +50,7 @@ struct Conn {
     #[arg(long, env = "GATEWAYCTL_CONFIG", global = true)]
     contexts_file: Option<PathBuf>,
     /// Output format.
-    #[arg(long, short = 'o', global = true, default_value = "table", value_parser = ["table", "json"])]
+    #[arg(long, short = 'o', global = true, default_value = "table", value_parser = ["table", "json", "yaml"])]
     output: String,
     /// Cluster CA (PEM), for mTLS.
     #[arg(long, env = "GATEWAYCTL_TLS_CA", global = true)]
@@ -411,7 +411,8 @@ fn who() -> String {
 }
 
 async fn remote(conn: &Conn, cmd: Cmd) -> Result<ExitCode> {
-    let json = conn.json || conn.output == "json";
+    let yaml = conn.output == "yaml";
+    let json = conn.json || conn.output == "json" || yaml;
     let targets = targets(conn)?;
     let multi = targets.len() > 1;
     if multi
@@ -582,7 +583,13 @@ async fn remote(conn: &Conn, cmd: Cmd) -> Result<ExitCode> {
         } else {
             out_json.pop().unwrap_or_default()
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        if yaml {
+            let mut out = String::new();
+            to_yaml(&v, 0, &mut out);
+            print!("{out}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
     }
     Ok(if degraded {
         ExitCode::from(DEGRADED)
@@ -840,6 +847,55 @@ fn history_json(h: &pb::HistoryReply) -> serde_json::Value {
     })
 }
 
+/// Block-style YAML for a JSON value (strings JSON-quoted, which YAML reads).
+fn to_yaml(v: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value as J;
+    let pad = " ".repeat(indent);
+    match v {
+        J::Object(m) if !m.is_empty() => {
+            for (k, val) in m {
+                match val {
+                    J::Object(c) if !c.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        to_yaml(val, indent + 2, out);
+                    }
+                    J::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        to_yaml(val, indent, out);
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
+                }
+            }
+        }
+        J::Array(a) if !a.is_empty() => {
+            for item in a {
+                match item {
+                    J::Object(c) if !c.is_empty() => {
+                        let mut inner = String::new();
+                        to_yaml(item, indent + 2, &mut inner);
+                        let inner = inner.replacen(&" ".repeat(indent + 2), &format!("{pad}- "), 1);
+                        out.push_str(&inner);
+                    }
+                    J::Array(x) if !x.is_empty() => {
+                        out.push_str(&format!("{pad}-\n"));
+                        to_yaml(item, indent + 2, out);
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                }
+            }
+        }
+        _ => out.push_str(&format!("{pad}{}\n", scalar(v))),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(_) => "{}".into(),
+        serde_json::Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
 /// UTC `YYYY-MM-DD HH:MM` from unix seconds.
 fn fmt_time(t: i64) -> String {
     if t <= 0 {
@@ -895,6 +951,19 @@ fn status_json(s: &pb::NodeStatus) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_output_reads_back_as_the_same_value() {
+        let v = serde_json::json!({
+            "region": "eu", "disagree": false, "empty": [], "none": null,
+            "nodes": [{"node_id": 1, "git": {"url": "file:///r", "head": "ab"}, "tags": ["a", "b"]}, {"node_id": 2}],
+            "nested": {"a": {"b": [1, [2, 3]]}},
+        });
+        let mut out = String::new();
+        to_yaml(&v, 0, &mut out);
+        let back = gateway_config::yaml_to_json("out", &out).expect("valid yaml");
+        assert_eq!(back, v, "{out}");
+    }
 
     #[test]
     fn time_formatting() {
