@@ -168,13 +168,25 @@ impl Region {
         }
     }
 
+    /// `POST /config` on node `i`, retried (at most 20 times, 10 s) while
+    /// it answers 503: an election under CPU pressure is a retryable
+    /// condition for any client, not what these tests check.
     pub async fn post_config(&self, i: usize, yaml: &str) -> Got {
-        post(
-            &format!("{}/config", self.admin(i)),
-            "text/yaml",
-            yaml.to_string(),
-        )
-        .await
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut attempts = 0;
+        loop {
+            let got = post(
+                &format!("{}/config", self.admin(i)),
+                "text/yaml",
+                yaml.to_string(),
+            )
+            .await;
+            attempts += 1;
+            if got.status != 503 || attempts >= 20 || tokio::time::Instant::now() >= until {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Wait until node `i` serves `hash`.
