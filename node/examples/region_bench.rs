@@ -20,7 +20,9 @@
 //! 4. proxy requests to the two surviving nodes during each kill window.
 //!
 //! Env: `SMALL_PROPOSALS` (50), `LARGE_PROPOSALS` (10), `KILLS` (20),
-//! `LARGE_SERVICES` (20000), `SMALL_SERVICES` (400).
+//! `LARGE_SERVICES` (20000), `SMALL_SERVICES` (400), `NODE_LOG` (the nodes'
+//! `GATEWAY_LOG`, default `error,openraft=off`), `NODE_LOG_DIR` (append each
+//! node's stderr to `<dir>/node<N>.log` instead of inheriting it).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -59,6 +61,12 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn gateway_binary() -> PathBuf {
@@ -158,6 +166,20 @@ impl Region {
     fn start(&mut self, i: usize) {
         let m = &self.members[i];
         assert!(m.child.is_none(), "node {} already running", m.id);
+        let log = std::env::var("NODE_LOG").unwrap_or_else(|_| "error,openraft=off".into());
+        let stderr = match std::env::var_os("NODE_LOG_DIR") {
+            Some(d) => {
+                let d = PathBuf::from(d);
+                std::fs::create_dir_all(&d).expect("mkdir NODE_LOG_DIR");
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(d.join(format!("node{}.log", m.id)))
+                    .expect("log file");
+                Stdio::from(f)
+            }
+            None => Stdio::inherit(),
+        };
         let child = Command::new(&self.bin)
             .args(["run", "--region", "eu", "--node-id", &m.id.to_string()])
             .arg("--data-dir")
@@ -167,9 +189,9 @@ impl Region {
             .args(["--proxy-listen", &format!("127.0.0.1:{}", m.proxy)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", m.admin)])
             .args(["--max-config-bytes", "67108864"])
-            .env("GATEWAY_LOG", "error,openraft=off")
+            .env("GATEWAY_LOG", &log)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.members[i].child = Some(child);
@@ -410,6 +432,7 @@ async fn main() {
     let small_services = env_usize("SMALL_SERVICES", 400);
     let large_services = env_usize("LARGE_SERVICES", 20_000);
 
+    eprintln!("load average at start: {}", loadavg());
     let up = upstream().await;
     let mut region = Region::new(3).await;
     let all = [0usize, 1, 2];
@@ -466,6 +489,7 @@ async fn main() {
             last_hash = r.configuration_hash.clone();
             acks.push(r);
         }
+        eprintln!("{label} done; load average {}", loadavg());
         latency.push((label, size, samples));
     }
     for i in all {
@@ -654,4 +678,5 @@ async fn main() {
     for e in errors.lock().iter() {
         println!("  proxy failure: {e}");
     }
+    println!("load average at end: {}", loadavg());
 }

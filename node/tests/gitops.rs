@@ -197,6 +197,17 @@ async fn push_reject_rollback_pending_resume_across_a_region() {
         &[("gateway/kong.yml", &config(port, "/v2"))],
         "second route",
     );
+    // With a 1 h poll interval nothing fetches until the webhook: the
+    // leader must not fetch on every Raft metrics change (a regression
+    // that made it fetch hundreds of times a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in all {
+        assert_eq!(
+            try_status(&format!("{}/v2", region.proxy(i))).await,
+            Some(404),
+            "fetched without a webhook"
+        );
+    }
     signed_webhook(&region, follower).await;
     wait_route(&region, &all, "/v2", 200).await;
     wait_route(&region, &all, "/v1", 404).await;

@@ -145,8 +145,10 @@ struct ClusterArgs {
     /// Serve Raft/control in plaintext on a non-loopback address.
     #[arg(long, env = "GATEWAY_ALLOW_INSECURE_CLUSTER")]
     allow_insecure_cluster: bool,
-    /// Raft heartbeat interval in milliseconds.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 50)]
+    /// Raft heartbeat interval in milliseconds. openraft 0.9 also gives
+    /// each AppendEntries this long to be sent and stored, so raise it for
+    /// configs of several MB (with the election timeout above it).
+    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 100)]
     heartbeat_ms: u64,
     /// Raft election timeout range in milliseconds, `MIN-MAX`. A follower
     /// that has heard from a leader waits MAX (openraft's leader lease) plus

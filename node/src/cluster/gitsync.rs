@@ -90,36 +90,46 @@ impl GitSync {
     /// leadership change; when leading, sync.
     pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>) {
         let mut metrics = cluster.raft.metrics();
-        let mut was_leader = false;
         let mut backoff = self.opts.poll_interval;
+        // openraft publishes metrics on every change (log index, heartbeat
+        // acks...): only a change of leadership may start a round, or the
+        // leader would fetch continuously.
+        let mut was_leader = false;
+        let mut next = tokio::time::Instant::now();
         loop {
-            let leader = metrics.borrow().state == ServerState::Leader;
-            if leader && !was_leader {
-                backoff = self.opts.poll_interval;
-            } else {
-                let wait = if self.status.lock().stale_since != 0 {
-                    backoff
-                } else {
-                    jitter(self.opts.poll_interval)
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.wake.notified() => {}
-                    changed = metrics.changed() => if changed.is_err() { return },
+            let wake_now = tokio::select! {
+                _ = tokio::time::sleep_until(next) => true,
+                _ = self.wake.notified() => true,
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let leader = metrics.borrow().state == ServerState::Leader;
+                    let became_leader = leader && !was_leader;
+                    was_leader = leader;
+                    became_leader
                 }
-            }
-            was_leader = leader;
-            if metrics.borrow().state != ServerState::Leader {
-                was_leader = false;
+            };
+            if !wake_now {
                 continue;
             }
-            match self.sync_once(&cluster).await {
-                Ok(()) => backoff = self.opts.poll_interval,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "git sync failed; serving the last applied config");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+            let leader = metrics.borrow().state == ServerState::Leader;
+            was_leader = leader;
+            if leader {
+                match self.sync_once(&cluster).await {
+                    Ok(()) => backoff = self.opts.poll_interval,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "git sync failed; serving the last applied config");
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
             }
+            let wait = if self.status.lock().stale_since != 0 {
+                backoff
+            } else {
+                jitter(self.opts.poll_interval)
+            };
+            next = tokio::time::Instant::now() + wait;
         }
     }
 

@@ -72,7 +72,7 @@ impl ClusterOptions {
             tls: None,
             allow_insecure_cluster: false,
             max_config_bytes: 16 * 1024 * 1024,
-            heartbeat_ms: 50,
+            heartbeat_ms: 100,
             election_timeout_ms: (200, 400),
             git: None,
         }
