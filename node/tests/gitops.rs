@@ -492,6 +492,14 @@ async fn git_server_down_keeps_serving_reports_staleness_and_recovers() {
         !ok && out.contains("STALE"),
         "degraded exit code and STALE shown: {out}"
     );
+    let metrics = get(&format!("{}/metrics", region.admin(leader))).await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let stale_secs: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_git_stale_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(stale_secs > 0, "staleness metric: {text}");
     for i in 0..3 {
         assert_eq!(
             try_status(&format!("{}/g1", region.proxy(i))).await,

@@ -59,6 +59,7 @@ impl Admin {
         match (method, segments.as_slice()) {
             (Method::GET, []) => self.root(),
             (Method::GET, ["status"]) => self.status(),
+            (Method::GET, ["metrics"]) => self.metrics(),
             (Method::GET, ["status", "ready"]) => self.ready(),
             (Method::GET, ["config"]) => self.get_config(),
             (Method::POST, ["config"]) => self.post_config(req).await,
@@ -112,6 +113,109 @@ impl Admin {
                 "cluster": self.cluster.as_ref().map(|c| cluster_status(&c.status())),
             }),
         )
+    }
+
+    /// Prometheus text exposition: counters, the served config, and in
+    /// cluster mode Raft and Git state (`gateway_git_stale_seconds` > 0
+    /// while fetches fail).
+    fn metrics(&self) -> Response<ProxyBody> {
+        use std::fmt::Write;
+        let snap = self.live.current();
+        let st = &self.stats;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "gateway_requests_total",
+            "counter",
+            "Requests received by the proxy.",
+            st.total_requests.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "gateway_connections_active",
+            "gauge",
+            "Open client connections.",
+            st.connections_active.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "gateway_config_ready",
+            "gauge",
+            "1 when a non-empty config is served.",
+            u8::from(!snap.is_empty()).to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_config_info The served config.\n# TYPE gateway_config_info gauge\ngateway_config_info{{configuration_hash=\"{}\"}} 1",
+            snap.hash
+        );
+        if let Some(c) = &self.cluster {
+            let s = c.status();
+            let now = crate::cluster::unix_now();
+            let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+                );
+            };
+            metric(
+                "gateway_raft_term",
+                "gauge",
+                "Current Raft term.",
+                s.term.to_string(),
+            );
+            metric(
+                "gateway_raft_is_leader",
+                "gauge",
+                "1 on the region leader.",
+                u8::from(s.role == "leader").to_string(),
+            );
+            metric(
+                "gateway_raft_last_applied_index",
+                "gauge",
+                "Last Raft log index applied on this node.",
+                s.last_applied_index.unwrap_or(0).to_string(),
+            );
+            metric(
+                "gateway_config_pending_versions",
+                "gauge",
+                "Versions fetched while pinned.",
+                s.pending.to_string(),
+            );
+            metric(
+                "gateway_config_pinned",
+                "gauge",
+                "1 while the region is pinned by a rollback.",
+                u8::from(s.mode == "pinned").to_string(),
+            );
+            if let Some(g) = &s.git {
+                metric(
+                    "gateway_git_last_fetch_timestamp_seconds",
+                    "gauge",
+                    "Unix time of this node's last successful fetch (leader only; 0 = never).",
+                    g.last_fetch.to_string(),
+                );
+                metric(
+                    "gateway_git_stale_seconds",
+                    "gauge",
+                    "Seconds since fetches started failing (0 = fresh).",
+                    if g.stale_since == 0 {
+                        "0".into()
+                    } else {
+                        (now - g.stale_since).max(1).to_string()
+                    },
+                );
+            }
+        }
+        let mut resp = Response::new(full(Bytes::from(out)));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
     }
 
     fn ready(&self) -> Response<ProxyBody> {
