@@ -229,6 +229,11 @@ async fn push_reject_rollback_pending_resume_across_a_region() {
         errors.contains("gateway/kong.yml:8:") && errors.contains("regex_priority"),
         "{errors}"
     );
+    let (_, out) = ctl(&["--server", &region.raft(follower), "status"]);
+    assert!(
+        out.contains("rejected commit") && out.contains("gateway/kong.yml:8:"),
+        "status shows the rejection: {out}"
+    );
     for i in all {
         assert_eq!(
             try_status(&format!("{}/v2", region.proxy(i))).await,

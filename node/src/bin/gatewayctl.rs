@@ -759,9 +759,40 @@ async fn status(
             println!("{pending} version(s) pending while pinned: `gatewayctl resume` to apply the branch head");
         }
     }
+    // A commit rejected after the served version: show it and its errors.
+    let history = c
+        .history(pb::HistoryRequest { limit: 1 })
+        .await
+        .ok()
+        .map(|h| h.into_inner());
+    let served_index = history
+        .as_ref()
+        .and_then(|h| h.versions.first())
+        .map(|v| v.index)
+        .unwrap_or(0);
+    let last_rejected = history
+        .as_ref()
+        .and_then(|h| h.rejected.first())
+        .filter(|r| r.index > served_index)
+        .cloned();
+    if let (false, Some(r)) = (json, &last_rejected) {
+        let short = if r.commit.len() == 40 {
+            &r.commit[..8]
+        } else {
+            &r.commit
+        };
+        println!("rejected commit {short} (newer than the served config; still serving the last valid one):");
+        for err in r.errors.iter().take(5) {
+            println!("    {err}");
+        }
+        if r.errors.len() > 5 {
+            println!("    ... {} more (gatewayctl history)", r.errors.len() - 5);
+        }
+    }
     let v = serde_json::json!({
         "region": first.region,
         "disagree": disagree,
+        "last_rejected": last_rejected.as_ref().map(|r| serde_json::json!({"commit": r.commit, "index": r.index, "errors": r.errors})),
         "nodes": rows.iter().map(|(id, r)| match r {
             Ok(s) => status_json(s),
             Err(err) => serde_json::json!({"node_id": id, "role": "down", "error": err}),
