@@ -2,6 +2,15 @@
 //! `gateway run --region` processes each, following one Git repository
 //! served by `git daemon`, under load, while a seeded schedule kills,
 //! stops, wipes and partitions nodes. See docs/reliability.md.
+//!
+//! Layout:
+//! - `harness`: processes (git daemon, upstream, regions of nodes), the
+//!   seeded RNG, iptables partition rules and their cleanup.
+//! - `load`: the load generator (every node, whole run) and its per-node
+//!   accounting of failures on live nodes.
+//! - `scenarios`: one function per fault scenario (a-h) and the invariant
+//!   checks run after each.
+//! - `main.rs`: flags, the schedule, the summary table and the exit code.
 
 mod harness;
 mod load;
