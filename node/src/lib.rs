@@ -13,11 +13,13 @@
 //! - `app`: assembles a node (listeners, proxy, admin) and shuts it down.
 //! - `cluster`: cluster mode: the node as a member of its region's Raft
 //!   group (store, control service, proposals, the leader's Git loop).
+//! - `cli`: config file reading and `validate`, shared by both binaries.
 //! - `certs`: the cluster CA and node/client certificates (mTLS).
 
 pub mod admin;
 pub mod app;
 pub mod certs;
+pub mod cli;
 pub mod cluster;
 pub mod demo;
 pub mod plugins;

@@ -501,3 +501,24 @@ async fn members_add_joins_a_learner_then_promotes_it_and_remove_drops_it() {
     let (ok, out) = ctl(&["--server", &region.raft(0), "members", "list"]);
     assert!(ok && out.lines().count() == 3, "{out}");
 }
+
+#[test]
+fn gatewayctl_validate_uses_the_nodes_validator_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("kong.yml");
+    std::fs::write(
+        &bad,
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x:1\n    routes:\n      - name: r\n        paths: [\"~/(\"]\n",
+    )
+    .expect("write");
+    let (ok, out) = ctl(&["validate", bad.to_str().expect("utf8")]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("kong.yml:7:17: services[0].routes[0].paths[0]: invalid regex"),
+        "{out}"
+    );
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, config(9, "/ok")).expect("write");
+    let (ok, out) = ctl(&["validate", good.to_str().expect("utf8")]);
+    assert!(ok && out.starts_with("ok: 1 services, 1 routes"), "{out}");
+}

@@ -6,7 +6,6 @@ use gateway_config::SourceFile;
 use gateway_node::app::{new_live_config, Node, NodeOptions};
 use gateway_node::cluster::{Cluster, ClusterOptions};
 use gateway_node::demo;
-use gateway_node::plugins::PluginRegistry;
 use gateway_node::proxy::forward::TrustedProxies;
 use gateway_node::proxy::server::{HttpLimits, Shutdown};
 use gateway_node::proxy::ProxySettings;
@@ -197,7 +196,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, &cli.log_format);
     let result = match cli.command {
-        Command::Validate { files } => return validate(&files),
+        Command::Validate { files } => return gateway_node::cli::validate(&files),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(*args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
     };
@@ -227,57 +226,6 @@ fn init_logging(filter: &str, format: &str) {
         builder.json().init();
     } else {
         builder.init();
-    }
-}
-
-fn read_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Vec<String>> {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        match std::fs::read_to_string(p) {
-            Ok(text) => files.push(SourceFile {
-                name: p.display().to_string(),
-                text,
-            }),
-            Err(e) => errors.push(format!("{}:0:0: cannot read file: {e}", p.display())),
-        }
-    }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(errors)
-    }
-}
-
-fn validate(paths: &[PathBuf]) -> ExitCode {
-    let files = match read_files(paths) {
-        Ok(f) => f,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    match gateway_config::parse(&files, &PluginRegistry::builtin()) {
-        Ok(c) => {
-            println!(
-                "ok: {} services, {} routes, {} upstreams, {} consumers, {} plugins (configuration_hash {})",
-                c.services.len(),
-                c.routes.len(),
-                c.upstreams.len(),
-                c.consumers.len(),
-                c.plugins.len(),
-                c.hash()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -317,7 +265,8 @@ fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
 }
 
 async fn load_into(live: &LiveConfig, paths: &[PathBuf]) -> Result<()> {
-    let files = read_files(paths).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let files =
+        gateway_node::cli::read_files(paths).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
     live.apply_files(&files).await?;
     Ok(())
 }

@@ -166,7 +166,7 @@ enum CertsCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Validate { files } => return validate(&files),
+        Cmd::Validate { files } => return gateway_node::cli::validate(&files),
         Cmd::Certs(c) => certs_cmd(c),
         cmd => {
             let result = tokio::runtime::Builder::new_current_thread()
@@ -193,45 +193,7 @@ fn main() -> ExitCode {
 }
 
 fn read_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .map(|text| SourceFile {
-                    name: p.display().to_string(),
-                    text,
-                })
-                .with_context(|| format!("{}: cannot read file", p.display()))
-        })
-        .collect()
-}
-
-fn validate(paths: &[PathBuf]) -> ExitCode {
-    let files = match read_files(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match gateway_config::parse(&files, &PluginRegistry::builtin()) {
-        Ok(c) => {
-            println!(
-                "ok: {} services, {} routes, {} upstreams (configuration_hash {})",
-                c.services.len(),
-                c.routes.len(),
-                c.upstreams.len(),
-                c.hash()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+    gateway_node::cli::read_files(paths).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))
 }
 
 fn certs_cmd(cmd: CertsCmd) -> Result<()> {
