@@ -130,6 +130,14 @@ impl LiveConfig {
         Ok(Applied::Swapped { hash })
     }
 
+    /// Parse a normalized config this node or a peer emitted (a replicated
+    /// version), validate, compile and swap. See
+    /// [`gateway_config::parse_normalized`].
+    pub async fn apply_normalized(&self, name: &str, text: &str) -> Result<Applied, ApplyError> {
+        let config = gateway_config::parse_normalized(name, text, &self.plugins)?;
+        self.apply(config).await
+    }
+
     /// Parse, validate, compile and swap.
     pub async fn apply_files(&self, files: &[SourceFile]) -> Result<Applied, ApplyError> {
         let config = self.parse(files)?;

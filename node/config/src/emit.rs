@@ -412,48 +412,33 @@ fn plugin_obj(c: &Config, p: &Plugin, place: &PluginPlace) -> Value {
     Value::Object(o)
 }
 
-/// sha256 over a canonical JSON rendering (object keys sorted at every
-/// level, whatever serde_json's map ordering), first 32 hex chars.
+/// sha256 over the config serialized as JSON, first 32 hex chars. The
+/// serialization is streamed into the hasher (no intermediate value) and is
+/// canonical: struct fields come in declaration order, lists in config
+/// order, and maps (`BTreeMap`, and `serde_json::Map`, which is sorted while
+/// serde_json's `preserve_order` feature is off; a test checks it) in key
+/// order. `Config` must hold no `HashMap`.
 pub(crate) fn hash(c: &Config) -> String {
-    let mut h = Sha256::new();
-    match serde_json::to_value(c) {
-        Ok(v) => canonical(&v, &mut h),
-        Err(e) => h.update(e.to_string().as_bytes()),
+    struct Hasher(Sha256);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    let digest = h.finalize();
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, Hasher(Sha256::new()));
+    if let Err(e) = serde_json::to_writer(&mut w, c) {
+        // Not reachable for `Config` (no non-string map keys); hash the
+        // error rather than panic.
+        let _ = std::io::Write::write_all(&mut w, e.to_string().as_bytes());
+    }
+    // Writes into the hasher cannot fail, so neither can the flush.
+    let _ = std::io::Write::flush(&mut w);
+    let digest = w.into_parts().0 .0.finalize();
     let mut s = hex::encode(digest);
     s.truncate(32);
     s
-}
-
-fn canonical(v: &Value, h: &mut Sha256) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            h.update(b"{");
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                h.update(Value::String((*k).clone()).to_string().as_bytes());
-                h.update(b":");
-                if let Some(x) = m.get(*k) {
-                    canonical(x, h);
-                }
-            }
-            h.update(b"}");
-        }
-        Value::Array(items) => {
-            h.update(b"[");
-            for (i, x) in items.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                canonical(x, h);
-            }
-            h.update(b"]");
-        }
-        other => h.update(other.to_string().as_bytes()),
-    }
 }

@@ -119,6 +119,39 @@ impl PluginCatalog for NoPlugins {
 /// `"3.0"` (or `"2.1"`) and agree across files. On failure, every error found
 /// is returned, ordered by file (as given), line and column.
 pub fn parse(files: &[SourceFile], plugins: &dyn PluginCatalog) -> Result<Config, ConfigErrors> {
+    parse_with(files, plugins, yaml::load)
+}
+
+/// Parse a config this crate emitted (`serde_json::to_string` of
+/// [`Config::to_declarative`]), such as a version replicated through Raft:
+/// the same validation as [`parse`], but read with `serde_json` instead of
+/// the spanned YAML reader. Should the text not be valid JSON or fail
+/// validation, it is parsed again with [`parse`], so errors still carry
+/// their line and column.
+pub fn parse_normalized(
+    name: &str,
+    text: &str,
+    plugins: &dyn PluginCatalog,
+) -> Result<Config, ConfigErrors> {
+    let files = [SourceFile {
+        name: name.to_string(),
+        text: text.to_string(),
+    }];
+    let fast = parse_with(&files, plugins, |t| yaml::Loaded {
+        root: yaml::load_trusted_json(t),
+        errors: Vec::new(),
+    });
+    match fast {
+        Ok(config) => Ok(config),
+        Err(_) => parse(&files, plugins),
+    }
+}
+
+fn parse_with(
+    files: &[SourceFile],
+    plugins: &dyn PluginCatalog,
+    load: impl Fn(&str) -> yaml::Loaded,
+) -> Result<Config, ConfigErrors> {
     if files.is_empty() {
         return Err(ConfigErrors(vec![ConfigError {
             file: String::new(),
@@ -132,7 +165,7 @@ pub fn parse(files: &[SourceFile], plugins: &dyn PluginCatalog) -> Result<Config
     let mut dec = decode::Dec::new(diag::Diag::new(names), plugins);
     let mut first_version: Option<(String, diag::At)> = None;
     for (i, file) in files.iter().enumerate() {
-        let loaded = yaml::load(&file.text);
+        let loaded = load(&file.text);
         for e in loaded.errors {
             let at = diag::At {
                 file: i,

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use gateway_config::SourceFile;
 use gateway_raft::{ConfigSink, VersionRecord};
 use parking_lot::Mutex;
 
@@ -30,19 +29,18 @@ impl LiveSink {
             *self.local_error.lock() = msg;
             return;
         };
-        let files = [SourceFile {
-            name: format!("version {}", version.id),
-            text: text.to_string(),
-        }];
+        let name = format!("version {}", version.id);
         // Parse and compile off the async workers: a multi-MB config takes
         // long enough to delay heartbeats otherwise.
         let handle = tokio::runtime::Handle::current();
         let applied = match handle.runtime_flavor() {
             tokio::runtime::RuntimeFlavor::MultiThread => {
                 let live = self.live.clone();
-                tokio::task::block_in_place(move || handle.block_on(live.apply_files(&files)))
+                tokio::task::block_in_place(move || {
+                    handle.block_on(live.apply_normalized(&name, text))
+                })
             }
-            _ => self.live.apply_files(&files).await,
+            _ => self.live.apply_normalized(&name, text).await,
         };
         match applied {
             Ok(Applied::Swapped { hash }) => {
