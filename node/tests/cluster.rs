@@ -201,7 +201,11 @@ async fn five_nodes_tolerate_two_failures() {
 async fn bad_proposals_are_rejected_before_the_log() {
     let _serial = SERIAL.lock().await;
     let up = echo_upstream("svc").await;
-    let region = Region::start_all(3, &["--max-config-bytes", "2000"]).await;
+    let region = Region::start_all(
+        3,
+        &["--max-config-bytes", "2000", "--max-entry-bytes", "800"],
+    )
+    .await;
     let h = hash_of(
         &region
             .post_config(1, &config(up.addr.port(), "/good"))
@@ -227,6 +231,31 @@ async fn bad_proposals_are_rejected_before_the_log() {
         "the limit is named"
     );
 
+    // Under --max-config-bytes, but it packs (zstd) over --max-entry-bytes:
+    // names that do not compress.
+    let mut spread = String::from("_format_version: \"3.0\"\nservices:\n");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..21 {
+        let (name, a, b) = (next(), next(), next());
+        spread.push_str(&format!(
+            "  - name: s{name:016x}\n    url: http://127.0.0.1:9/{a:016x}{b:016x}\n"
+        ));
+    }
+    assert!(spread.len() < 2000, "{}", spread.len());
+    let got = region.post_config(2, &spread).await;
+    let body = String::from_utf8_lossy(&got.body);
+    assert_eq!(got.status, 413, "{body}");
+    assert!(
+        body.contains("800-byte") && body.contains("--max-entry-bytes"),
+        "the entry limit is named: {body}"
+    );
+
     let (ok, out) = ctl(&["--server", &region.raft(0), "rollback", "deadbeefcafe"]);
     assert!(!ok && out.contains("no version"), "{out}");
 
@@ -234,6 +263,32 @@ async fn bad_proposals_are_rejected_before_the_log() {
     let after = region.status(0).await.expect("status")["cluster"]["last_log_index"].clone();
     assert_eq!(before, after);
     assert_eq!(get(&format!("{}/good", region.proxy(0))).await.status, 200);
+}
+
+/// A config of a megabyte (2.3 MB once normalized) commits with the default
+/// 100 ms heartbeat: openraft gives one AppendEntries a heartbeat to be
+/// sent and fsynced, which the escaped JSON text did not fit (retried
+/// forever); the packed (zstd) entry does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_config_commits_with_default_timing() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let region = Region::start_all(3, &[]).await;
+    let mut yaml = config(up.addr.port(), "/big");
+    for i in 0..5200 {
+        yaml.push_str(&format!(
+            "  - name: inventory-backend-{i:05}\n    url: http://127.0.0.1:9/internal/{i:05}\n    routes:\n      - name: inventory-public-{i:05}\n        paths: [/api/v1/inventory/{i:05}, /api/v2/inventory/{i:05}/legacy]\n"
+        ));
+    }
+    assert!(yaml.len() > 1_000_000, "{}", yaml.len());
+    let got = tokio::time::timeout(Duration::from_secs(120), region.post_config(1, &yaml))
+        .await
+        .expect("the 1 MB proposal was never answered (AppendEntries retried forever?)");
+    let h = hash_of(&got);
+    for i in 0..3 {
+        region.wait_serving(i, &h).await;
+    }
+    assert_eq!(get(&format!("{}/big", region.proxy(2))).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

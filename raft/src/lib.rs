@@ -2,6 +2,8 @@
 //!
 //! Layout:
 //! - [`types`]: the Raft type configuration and the replicated [`Command`]s.
+//! - [`packed`]: a config's replicated form (zstd + base64), so multi-MB
+//!   configs fit in one AppendEntries call.
 //! - [`state`]: the config store state (history, active version, mode) and
 //!   how each command changes it. Pure; unit tested.
 //! - [`store`]: the durable log store and state machine on one redb file
@@ -12,11 +14,13 @@
 //!   shared with forwarding and `gatewayctl` (plaintext or mTLS).
 
 pub mod network;
+pub mod packed;
 pub mod state;
 pub mod store;
 pub mod types;
 
 pub use openraft;
+pub use packed::{PackError, PackedConfig};
 pub use state::{ApplyOutcome, ConfigState, Mode, VersionRecord};
 pub use store::{open_store, ConfigSink, Identity, LogStore, OpenError, StateHandle, StateMachine};
 pub use types::{Command, ConfigSource, NodeId, Raft, SourceKind, TypeConfig};

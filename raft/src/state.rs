@@ -224,6 +224,15 @@ impl ConfigState {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> (ApplyOutcome, Changes) {
         let before = self.meta.active;
         let mut changes = Changes::default();
+        // The config an entry carries, unpacked once.
+        let mut unpacked = match cmd {
+            Command::ApplyConfig { config, .. }
+            | Command::Rollback {
+                fetched: Some(crate::types::FetchedVersion { config, .. }),
+                ..
+            } => Some(config.unpack().map_err(|e| e.to_string())),
+            _ => None,
+        };
         let result: Result<(), String> = match cmd {
             Command::ApplyConfig { source, .. }
                 if source.kind == SourceKind::Git
@@ -239,11 +248,17 @@ impl ConfigState {
             {
                 Ok(())
             }
+            // Every node reads the same bytes, so every node refuses.
+            _ if matches!(unpacked, Some(Err(_))) => Err(format!(
+                "the entry's config cannot be read: {}",
+                unpacked.take().and_then(Result::err).unwrap_or_default()
+            )),
             Command::ApplyConfig {
-                config,
+                config: _,
                 hash,
                 source,
             } => {
+                let config = unpacked.take().and_then(Result::ok).unwrap_or_default();
                 if source.kind == SourceKind::Git {
                     self.meta.last_git_commit = source.commit.clone();
                 }
@@ -258,7 +273,7 @@ impl ConfigState {
                         index,
                         hash: hash.clone(),
                         source: source.clone(),
-                        config: Some(Arc::from(config.as_str())),
+                        config: Some(Arc::from(config)),
                     },
                 );
                 changes.upserted.push(index);
@@ -282,6 +297,7 @@ impl ConfigState {
                 audit,
                 fetched: Some(f),
             } => {
+                let config = unpacked.take().and_then(Result::ok).unwrap_or_default();
                 let id = if f.source.commit.is_empty() {
                     to.clone()
                 } else {
@@ -294,7 +310,7 @@ impl ConfigState {
                         index,
                         hash: f.hash.clone(),
                         source: f.source.clone(),
-                        config: Some(Arc::from(f.config.as_str())),
+                        config: Some(Arc::from(config)),
                     },
                 );
                 changes.upserted.push(index);
@@ -397,10 +413,13 @@ impl ConfigState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::PackedConfig;
 
     fn git(commit: &str, hash: &str) -> Command {
         Command::ApplyConfig {
-            config: format!("{{\"_format_version\":\"3.0\",\"c\":\"{commit}\"}}"),
+            config: PackedConfig::pack(&format!(
+                "{{\"_format_version\":\"3.0\",\"c\":\"{commit}\"}}"
+            )),
             hash: hash.into(),
             source: ConfigSource {
                 kind: SourceKind::Git,
@@ -424,10 +443,30 @@ mod tests {
 
     fn admin(hash: &str) -> Command {
         Command::ApplyConfig {
-            config: "{}".into(),
+            config: PackedConfig::pack("{}"),
             hash: hash.into(),
             source: ConfigSource::default(),
         }
+    }
+
+    #[test]
+    fn an_entry_whose_config_cannot_be_unpacked_changes_nothing() {
+        let mut s = ConfigState::new(10);
+        s.apply(1, &git("aaaaaaa1", "h1"));
+        let corrupt: PackedConfig =
+            serde_json::from_str("\"zstd+b64:AAAA\"").unwrap_or_else(|e| panic!("{e}"));
+        let (o, c) = s.apply(
+            2,
+            &Command::ApplyConfig {
+                config: corrupt,
+                hash: "h2".into(),
+                source: ConfigSource::default(),
+            },
+        );
+        assert!(!o.ok && !o.changed && !c.active_changed);
+        assert!(o.error.contains("cannot be read"), "{}", o.error);
+        assert_eq!(s.active().map(|v| v.hash.as_str()), Some("h1"));
+        assert_eq!(s.versions.len(), 1);
     }
 
     #[test]
@@ -592,7 +631,7 @@ mod tests {
                 time: 7,
             },
             fetched: Some(crate::types::FetchedVersion {
-                config: "{}".into(),
+                config: PackedConfig::pack("{}"),
                 hash: "h0".into(),
                 source: ConfigSource {
                     kind: SourceKind::Git,

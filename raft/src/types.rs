@@ -4,6 +4,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::packed::PackedConfig;
 use crate::state::ApplyOutcome;
 
 openraft::declare_raft_types!(
@@ -72,7 +73,7 @@ pub struct Audit {
 /// A config read from Git for a rollback target outside the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchedVersion {
-    pub config: String,
+    pub config: PackedConfig,
     pub hash: String,
     pub source: ConfigSource,
 }
@@ -85,8 +86,8 @@ pub enum Command {
     /// A validated, normalized config (Kong declarative JSON) and its source.
     /// The proposer validated it; every node compiles it on apply.
     ApplyConfig {
-        /// Normalized declarative config, as JSON text.
-        config: String,
+        /// Normalized declarative config (JSON text), packed.
+        config: PackedConfig,
         /// `Config::hash()` of the config, computed by the proposer.
         hash: String,
         source: ConfigSource,

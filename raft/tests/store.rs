@@ -12,7 +12,7 @@ use gateway_raft::store::{
     open_store, ConfigSink, Identity, LogStore, NoopSink, StateMachine, DB_FILE,
 };
 use gateway_raft::types::Entry;
-use gateway_raft::{Command, ConfigSource, Mode, OpenError, SourceKind};
+use gateway_raft::{Command, ConfigSource, Mode, OpenError, PackedConfig, SourceKind};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{
     CommittedLeaderId, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote,
@@ -53,7 +53,9 @@ fn membership(index: u64, voters: &[u64]) -> Entry {
 
 fn git(commit: &str) -> Command {
     Command::ApplyConfig {
-        config: format!("{{\"_format_version\":\"3.0\",\"commit\":\"{commit}\"}}"),
+        config: PackedConfig::pack(&format!(
+            "{{\"_format_version\":\"3.0\",\"commit\":\"{commit}\"}}"
+        )),
         hash: format!("hash-{commit}"),
         source: ConfigSource {
             kind: SourceKind::Git,
@@ -65,7 +67,7 @@ fn git(commit: &str) -> Command {
 
 fn admin() -> Command {
     Command::ApplyConfig {
-        config: "{\"_format_version\":\"3.0\"}".into(),
+        config: PackedConfig::pack("{\"_format_version\":\"3.0\"}"),
         hash: "hash-admin".into(),
         source: ConfigSource::default(),
     }

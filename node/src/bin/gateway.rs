@@ -132,6 +132,11 @@ struct ClusterArgs {
     /// Largest config a proposal may carry, in bytes.
     #[arg(long, env = "GATEWAY_MAX_CONFIG_BYTES", default_value_t = 16 * 1024 * 1024)]
     max_config_bytes: usize,
+    /// Largest compressed config one Raft entry may carry, in bytes. A
+    /// follower must receive and fsync an entry within one heartbeat
+    /// (--heartbeat-ms), so raise both together.
+    #[arg(long, env = "GATEWAY_MAX_ENTRY_BYTES", default_value_t = gateway_raft::packed::MAX_PACKED_BYTES)]
+    max_entry_bytes: usize,
     /// Cluster CA (PEM) for mTLS between nodes and with gatewayctl.
     #[arg(long, env = "GATEWAY_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
     tls_ca: Option<PathBuf>,
@@ -384,6 +389,7 @@ async fn run_cluster(args: RunArgs) -> Result<()> {
     copts.keep_configs = c.keep_configs;
     copts.snapshot_logs = c.snapshot_logs;
     copts.max_config_bytes = c.max_config_bytes;
+    copts.max_entry_bytes = c.max_entry_bytes;
     copts.tls = tls;
     copts.allow_insecure_cluster = c.allow_insecure_cluster;
     copts.heartbeat_ms = c.heartbeat_ms;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use gateway_gitops::{CommitInfo, FetchOutcome, GitError, GitSource, Mirror, Oid};
 use gateway_raft::openraft::ServerState;
 use gateway_raft::types::{Audit, FetchedVersion};
-use gateway_raft::{Command, ConfigSource, SourceKind};
+use gateway_raft::{Command, ConfigSource, PackedConfig, SourceKind};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -254,7 +254,7 @@ impl GitSync {
         cluster: &Cluster,
         mirror: &Arc<Mirror>,
         commit: &CommitInfo,
-    ) -> Result<Result<(String, String), Vec<String>>, String> {
+    ) -> Result<Result<(PackedConfig, String), Vec<String>>, String> {
         let oid = Oid::from_str(&commit.id).map_err(|e| e.to_string())?;
         let m = mirror.clone();
         let files = tokio::task::spawn_blocking(move || m.read_config(oid))

@@ -9,6 +9,8 @@
 //! - [`sink`]: applies the active version to the node's `LiveConfig`.
 //! - [`gitsync`]: GitOps on the leader: fetch, validate, propose commits.
 
+#[cfg(feature = "broken-apply-before-commit")]
+mod broken;
 pub mod control;
 pub mod gitsync;
 pub mod sink;
@@ -25,8 +27,10 @@ use gateway_proto::control::{self as pb};
 use gateway_raft::network::{Dialer, Network, RaftService, MAX_MESSAGE_BYTES};
 use gateway_raft::openraft::error::{ClientWriteError, RaftError};
 use gateway_raft::openraft::{BasicNode, ServerState, SnapshotPolicy};
+use gateway_raft::packed::MAX_PACKED_BYTES;
 use gateway_raft::{
-    open_store, Command, ConfigSource, Identity, NodeId, Raft, SourceKind, StateHandle,
+    open_store, Command, ConfigSource, Identity, NodeId, PackedConfig, Raft, SourceKind,
+    StateHandle,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -53,6 +57,8 @@ pub struct ClusterOptions {
     pub allow_insecure_cluster: bool,
     /// Largest config (sum of file sizes) a proposal may carry.
     pub max_config_bytes: usize,
+    /// Largest packed (compressed) config one entry may carry.
+    pub max_entry_bytes: usize,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
     /// GitOps: the region's config comes from this repository.
@@ -72,6 +78,7 @@ impl ClusterOptions {
             tls: None,
             allow_insecure_cluster: false,
             max_config_bytes: 16 * 1024 * 1024,
+            max_entry_bytes: MAX_PACKED_BYTES,
             heartbeat_ms: 100,
             election_timeout_ms: (200, 400),
             git: None,
@@ -110,6 +117,11 @@ pub enum ProposeError {
     Invalid(gateway_config::ConfigErrors),
     #[error("configuration is {size} bytes, over the limit of {limit} bytes (--max-config-bytes)")]
     TooLarge { size: usize, limit: usize },
+    #[error(
+        "configuration compresses to {packed} bytes, over the {limit}-byte limit of one replicated entry \
+         (a follower must store an entry within one heartbeat): raise --max-entry-bytes together with --heartbeat-ms"
+    )]
+    TooLargeToReplicate { packed: usize, limit: usize },
     #[error("{0}")]
     Rejected(String),
     #[error(
@@ -132,7 +144,9 @@ impl ProposeError {
             ProposeError::Invalid(_) | ProposeError::Rejected(_) => {
                 tonic::Status::invalid_argument(self.to_string())
             }
-            ProposeError::TooLarge { .. } => tonic::Status::resource_exhausted(self.to_string()),
+            ProposeError::TooLarge { .. } | ProposeError::TooLargeToReplicate { .. } => {
+                tonic::Status::resource_exhausted(self.to_string())
+            }
             ProposeError::NoLeader(_) | ProposeError::Forward { .. } => {
                 tonic::Status::unavailable(self.to_string())
             }
@@ -303,9 +317,16 @@ impl Cluster {
         let hash = config.hash();
         let text = serde_json::to_string(&config.to_declarative())
             .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let config = PackedConfig::pack(&text);
+        if config.packed_len() > self.opts.max_entry_bytes {
+            return Err(ProposeError::TooLargeToReplicate {
+                packed: config.packed_len(),
+                limit: self.opts.max_entry_bytes,
+            });
+        }
         let time = unix_now();
         Ok(Command::ApplyConfig {
-            config: text,
+            config,
             hash,
             source: ConfigSource {
                 kind: SourceKind::Admin,
@@ -329,6 +350,8 @@ impl Cluster {
             .read()
             .check(&cmd)
             .map_err(|e| WriteError::Propose(ProposeError::Rejected(e)))?;
+        #[cfg(feature = "broken-apply-before-commit")]
+        broken::apply_before_commit(self, &cmd).await;
         match self.raft.client_write(cmd).await {
             Ok(resp) => {
                 let out = resp.data;
