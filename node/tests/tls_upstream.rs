@@ -50,9 +50,11 @@ async fn tls_upstream() -> (u16, String) {
                     |req: http::Request<hyper::body::Incoming>| async move {
                         let body = serde_json::json!({ "tls": true, "path": req.uri().path(),
                         "host": req.headers().get("host").and_then(|h| h.to_str().ok()) });
-                        Ok::<_, std::convert::Infallible>(http::Response::new(full(
-                            body.to_string(),
-                        )))
+                        let mut resp = http::Response::new(full(body.to_string()));
+                        if req.uri().path() == "/fail" {
+                            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
                     },
                 );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -113,4 +115,85 @@ services:
 
     let r = get(&gw.url("/no-verify")).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `healthchecks.active.type: https` probes over TLS: the status is read
+/// through the handshake, an untrusted certificate is a failure, and the
+/// CAs of the upstream's services are trusted (a TCP-only probe would mark
+/// every target here healthy).
+#[tokio::test]
+async fn https_active_health_checks_verify_and_read_the_status() {
+    let (port, ca_pem) = tls_upstream().await;
+    let upstream = |name: &str, path: &str, verify: bool| {
+        format!(
+            r#"
+  - name: {name}
+    healthchecks:
+      active:
+        type: https
+        http_path: {path}
+        https_verify_certificate: {verify}
+        https_sni: localhost
+        healthy: {{ interval: 0.05, successes: 1 }}
+        unhealthy: {{ interval: 0.05, http_failures: 1, tcp_failures: 1 }}
+    targets: [{{ target: "127.0.0.1:{port}" }}]"#
+        )
+    };
+    let yaml = format!(
+        r#"
+_format_version: "3.0"
+ca_certificates:
+  - id: 4e3ad2e4-0bc4-4638-8e34-c84a417ba39b
+    cert: |
+{ca}
+upstreams:{trusted}{untrusted}{unverified}{failing}
+services:
+  - name: trusted
+    host: trusted
+    protocol: https
+    ca_certificates: [4e3ad2e4-0bc4-4638-8e34-c84a417ba39b]
+  - name: untrusted
+    host: untrusted
+    protocol: https
+    tls_verify: false
+"#,
+        ca = indent(&ca_pem),
+        trusted = upstream("trusted", "/ok", true),
+        untrusted = upstream("untrusted", "/ok", true),
+        unverified = upstream("unverified", "/ok", false),
+        failing = upstream("failing", "/fail", false),
+    );
+    let gw = gateway(&yaml).await;
+    let health = |name: &'static str| {
+        let url = gw.admin_url(&format!("/upstreams/{name}/health"));
+        async move {
+            let r = get(&url).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["data"][0]["health"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let want = [
+        ("trusted", "HEALTHY"),
+        ("untrusted", "UNHEALTHY"),
+        ("unverified", "HEALTHY"),
+        ("failing", "UNHEALTHY"),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut got = Vec::new();
+        for (name, _) in want {
+            got.push((name, health(name).await));
+        }
+        if want.iter().zip(&got).all(|((_, w), (_, g))| g == w) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health after 10 s: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -25,6 +25,12 @@ pub struct UpstreamTls {
     pub id: u64,
 }
 
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UpstreamTls({:x})", self.id)
+    }
+}
+
 /// Build the client configuration for `verify` + extra trusted `ca_pems`.
 /// `h2` selects ALPN `h2` (gRPC) instead of `http/1.1`.
 pub fn upstream_tls(verify: bool, ca_pems: &[&str], h2: bool) -> Result<UpstreamTls, String> {

@@ -158,7 +158,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub(crate) fn for_upstream(u: &Upstream, resolver: Option<Arc<TokioResolver>>) -> Arc<Inner> {
+    /// `ca_pems`: extra CAs trusted by `https` active health checks.
+    pub(crate) fn for_upstream(
+        u: &Upstream,
+        ca_pems: &[String],
+        resolver: Option<Arc<TokioResolver>>,
+    ) -> Arc<Inner> {
         let targets = u
             .targets
             .iter()
@@ -184,7 +189,7 @@ impl Inner {
             hash,
             u.slots,
             u.host_header.clone(),
-            HealthConfig::from_config(&u.name, &u.healthchecks),
+            HealthConfig::from_config(&u.name, &u.healthchecks, ca_pems),
             targets,
             resolver,
         )

@@ -4,9 +4,11 @@
 //! Every `healthy.interval` the task probes the addresses currently
 //! HEALTHY, every `unhealthy.interval` those currently UNHEALTHY (an
 //! interval of 0 disables that half), at most `concurrency` probes at a
-//! time. A probe is a TCP connect (`tcp`) or an HTTP/1.0 `GET http_path`
-//! whose status line is read (`http`); `https`/`grpc`/`grpcs` fall back to
-//! a TCP connect (logged when the upstream is built).
+//! time. A probe is a TCP connect (`tcp`), or an HTTP/1.0 `GET http_path`
+//! whose status line is read (`http`; `https` does the same over TLS,
+//! verified unless `https_verify_certificate: false`, SNI `https_sni` or the
+//! target host); `grpc`/`grpcs` fall back to a TCP connect (logged when the
+//! upstream is built).
 //!
 //! The task holds only a `Weak` to the balancer's state between rounds and
 //! is also aborted when its `Balancer` is dropped, so removing an upstream
@@ -156,14 +158,38 @@ fn host_for_header(host: &str) -> String {
 }
 
 pub(crate) async fn probe(hc: &HealthConfig, addr: SocketAddr, host: &str) -> Probe {
-    let mut stream = match timeout(hc.timeout, TcpStream::connect(addr)).await {
+    let stream = match timeout(hc.timeout, TcpStream::connect(addr)).await {
         Err(_) => return Probe::Timeout,
         Ok(Err(_)) => return Probe::TcpFailure,
         Ok(Ok(s)) => s,
     };
-    if hc.probe == ProbeKind::Tcp {
-        return Probe::Connected;
+    match (hc.probe, &hc.tls) {
+        (ProbeKind::Tcp, _) => Probe::Connected,
+        (ProbeKind::Https, Some(tls)) => {
+            let name = hc.https_sni.as_deref().unwrap_or(host);
+            let Ok(server_name) = crate::proxy::tls::server_name(name) else {
+                return Probe::TcpFailure;
+            };
+            match timeout(hc.timeout, tls.connector.connect(server_name, stream)).await {
+                Err(_) => Probe::Timeout,
+                // Kong counts a failed handshake (e.g. an untrusted
+                // certificate) as a TCP failure.
+                Ok(Err(e)) => {
+                    tracing::debug!(address = %addr, error = %e, "https health check: TLS handshake failed");
+                    Probe::TcpFailure
+                }
+                Ok(Ok(tls_stream)) => http_status(hc, tls_stream, host).await,
+            }
+        }
+        _ => http_status(hc, stream, host).await,
     }
+}
+
+/// Send `GET http_path` over `stream` and read the status line.
+async fn http_status<S>(hc: &HealthConfig, mut stream: S, host: &str) -> Probe
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut req = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: gateway-healthcheck\r\n",
         hc.http_path,

@@ -83,6 +83,9 @@ impl Limits {
 pub(crate) enum ProbeKind {
     Tcp,
     Http,
+    /// HTTP over TLS (`type: https`): a failed handshake counts as a TCP
+    /// failure, as in Kong.
+    Https,
 }
 
 /// Converts a config number of seconds into a Duration; 0, negative,
@@ -110,6 +113,12 @@ pub(crate) struct HealthConfig {
     pub concurrency: usize,
     pub http_path: String,
     pub headers: Vec<(String, String)>,
+    /// `https` probes: the client configuration (Mozilla roots plus the
+    /// `ca_certificates` of the services using this upstream, or no
+    /// verification with `https_verify_certificate: false`).
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::UpstreamTls>>,
+    /// `https_sni`: the name sent and verified (default: the probe's host).
+    pub https_sni: Option<String>,
 }
 
 impl HealthConfig {
@@ -127,17 +136,35 @@ impl HealthConfig {
             concurrency: 1,
             http_path: "/".into(),
             headers: Vec::new(),
+            tls: None,
+            https_sni: None,
         }
     }
 
-    pub(crate) fn from_config(upstream: &str, hc: &Healthchecks) -> Self {
+    /// `ca_pems`: CA certificates trusted by `https` probes besides the
+    /// Mozilla roots.
+    pub(crate) fn from_config(upstream: &str, hc: &Healthchecks, ca_pems: &[String]) -> Self {
         let a = &hc.active;
         let p = &hc.passive;
         let healthy_interval = secs(a.healthy.interval_secs);
         let unhealthy_interval = secs(a.unhealthy.interval_secs);
+        let mut tls = None;
         let probe = match a.kind {
             HealthcheckType::Tcp => ProbeKind::Tcp,
             HealthcheckType::Http => ProbeKind::Http,
+            HealthcheckType::Https => {
+                let pems: Vec<&str> = ca_pems.iter().map(String::as_str).collect();
+                match crate::proxy::tls::upstream_tls(a.https_verify_certificate, &pems, false) {
+                    Ok(t) => {
+                        tls = Some(std::sync::Arc::new(t));
+                        ProbeKind::Https
+                    }
+                    Err(e) => {
+                        tracing::error!(upstream, error = %e, "https health checks: bad CA certificates; probing TCP connectivity only");
+                        ProbeKind::Tcp
+                    }
+                }
+            }
             other => {
                 if healthy_interval.is_some() || unhealthy_interval.is_some() {
                     tracing::warn!(
@@ -202,6 +229,8 @@ impl HealthConfig {
             concurrency: a.concurrency.clamp(1, 1024) as usize,
             http_path: path,
             headers,
+            tls,
+            https_sni: a.https_sni.clone(),
         }
     }
 

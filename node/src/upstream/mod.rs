@@ -101,7 +101,8 @@ pub struct UpstreamManager {
 #[derive(Default)]
 struct ManagerState {
     /// Upstream name -> (definition, balancer) of the last build.
-    upstreams: HashMap<String, (Upstream, Arc<Balancer>)>,
+    /// Definition, CAs trusted by its https health checks, balancer.
+    upstreams: HashMap<String, (Upstream, Vec<String>, Arc<Balancer>)>,
     /// (host, port) -> implicit service balancer of the last build.
     implicit: HashMap<(String, u16), Arc<Balancer>>,
 }
@@ -145,20 +146,37 @@ impl UpstreamManager {
         let mut next = ManagerState::default();
         let mut by_idx: Vec<Arc<Balancer>> = Vec::with_capacity(config.upstreams.len());
         let mut by_name: HashMap<String, Arc<Balancer>> = HashMap::new();
-        for u in &config.upstreams {
+        // `https` health checks of an upstream trust the CA certificates
+        // its services trust for proxying, so a private-CA backend is not
+        // marked down by its own checks.
+        let mut ca_pems: Vec<Vec<String>> = vec![Vec::new(); config.upstreams.len()];
+        for s in &config.services {
+            let upstream = s
+                .upstream
+                .or_else(|| config.upstreams.iter().position(|u| u.name == s.host));
+            if let Some(pems) = upstream.and_then(|u| ca_pems.get_mut(u)) {
+                for &c in &s.ca_certificates {
+                    let pem = &config.ca_certificates[c].cert;
+                    if !pems.contains(pem) {
+                        pems.push(pem.clone());
+                    }
+                }
+            }
+        }
+        for (u, cas) in config.upstreams.iter().zip(ca_pems) {
             let b = match st.upstreams.get(&u.name) {
-                Some((def, b)) if def == u => {
+                Some((def, def_cas, b)) if def == u && *def_cas == cas => {
                     reused += 1;
                     b.clone()
                 }
                 _ => {
                     created += 1;
-                    self.start(Inner::for_upstream(u, self.resolver.clone()))
+                    self.start(Inner::for_upstream(u, &cas, self.resolver.clone()))
                 }
             };
             by_idx.push(b.clone());
             by_name.insert(u.name.clone(), b.clone());
-            next.upstreams.insert(u.name.clone(), (u.clone(), b));
+            next.upstreams.insert(u.name.clone(), (u.clone(), cas, b));
         }
         let mut services = Vec::with_capacity(config.services.len());
         for s in &config.services {
