@@ -199,6 +199,69 @@ services:
     }
 }
 
+/// `hash_on: cookie` with a client that has no cookie yet: the gateway
+/// hashes on a new random value and sets it (name, `hash_on_cookie_path`),
+/// so the client's next requests stick to the same target.
+#[tokio::test]
+async fn cookie_hashing_sets_the_cookie_and_sticks() {
+    let ups = [
+        echo_upstream("a").await,
+        echo_upstream("b").await,
+        echo_upstream("c").await,
+    ];
+    let yaml = format!(
+        r#"
+_format_version: "3.0"
+upstreams:
+  - name: pool
+    algorithm: consistent-hashing
+    hash_on: cookie
+    hash_on_cookie: sticky
+    hash_on_cookie_path: /app
+    targets:
+      - target: 127.0.0.1:{a}
+      - target: 127.0.0.1:{b}
+      - target: 127.0.0.1:{c}
+services:
+  - name: s
+    host: pool
+    routes: [{{ name: r, paths: [/] }}]
+"#,
+        a = ups[0].port(),
+        b = ups[1].port(),
+        c = ups[2].port()
+    );
+    let gw = gateway(&yaml).await;
+    let mut first_servers = std::collections::HashSet::new();
+    for _ in 0..12 {
+        let r = get(&gw.url("/x")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let set = r
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Set-Cookie: {:?}", r.headers))
+            .to_string();
+        assert!(
+            set.starts_with("sticky=") && set.contains("; Path=/app"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap_or_default().to_string();
+        let server = r.json()["server"].clone();
+        first_servers.insert(server.to_string());
+        // The cookie is not forwarded on the first request (the client
+        // did not send it), and later requests carrying it stick.
+        assert!(r.json()["headers"].get("cookie").is_none());
+        for _ in 0..5 {
+            let again = get_with(&gw.url("/x"), &[("cookie", &cookie)]).await;
+            assert_eq!(again.json()["server"], server, "{cookie}");
+            assert!(again.headers.get("set-cookie").is_none(), "set only once");
+        }
+    }
+    // Fresh cookies spread over the targets (12 random values on 3 targets).
+    assert!(first_servers.len() >= 2, "{first_servers:?}");
+}
+
 #[tokio::test]
 async fn all_targets_down_is_502_and_slow_upstream_is_504() {
     let dead = closed_port().await;

@@ -301,6 +301,9 @@ impl Proxy {
         let mut stale_resends = 0;
         // The request head: moved into the one upstream request unless the
         // request may be replayed, in which case each attempt gets a copy.
+        // Consistent hashing on a cookie the client does not have yet: hash
+        // on a new random value and set it on the response (as Kong does).
+        let new_cookie: Option<(String, HeaderValue)> = new_hash_cookie(balancer, &parts);
         let mut parts_slot = Some(parts);
         while attempt < attempts {
             let Some(head) = parts_slot.as_ref() else {
@@ -312,6 +315,7 @@ impl Proxy {
                         client_ip: ctx.client_addr.ip(),
                         headers: &head.headers,
                         consumer: ctx.consumer.as_deref(),
+                        new_cookie: new_cookie.as_ref().map(|(v, _)| v.as_str()),
                     },
                     &tried,
                 )
@@ -454,8 +458,11 @@ impl Proxy {
             match sent {
                 Ok((resp, pooled)) => {
                     balancer.report(&peer, Outcome::Response(resp.status().as_u16()));
-                    let resp =
+                    let mut resp =
                         self.finish_response(resp, pooled, peer, client_upgrade, srt.read_timeout);
+                    if let Some((_, set_cookie)) = new_cookie {
+                        resp.headers_mut().append(header::SET_COOKIE, set_cookie);
+                    }
                     return (resp, Some(addr), chain);
                 }
                 Err(SendFailure::NotSent(req_back)) => {
@@ -853,6 +860,20 @@ fn https_redirect(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// The hash cookie to create for this request, if its balancer hashes on a
+/// cookie the request lacks: (value, `Set-Cookie` header). The value is 128
+/// random bits in hex; the path is `hash_on_cookie_path`.
+fn new_hash_cookie(
+    balancer: &crate::upstream::Balancer,
+    parts: &http::request::Parts,
+) -> Option<(String, HeaderValue)> {
+    let (name, path) = balancer.cookie_to_set(&parts.headers)?;
+    let value = format!("{:032x}", rand::random::<u128>());
+    let path = if path.is_empty() { "/" } else { path };
+    let header = HeaderValue::from_str(&format!("{name}={value}; Path={path}; HttpOnly")).ok()?;
+    Some((value, header))
 }
 
 #[cfg(test)]

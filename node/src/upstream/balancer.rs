@@ -132,6 +132,8 @@ struct HashCfg {
     on_header: Option<String>,
     fallback_header: Option<String>,
     cookie: Option<String>,
+    /// `hash_on_cookie_path`: the Path of a cookie the gateway sets.
+    cookie_path: String,
 }
 
 /// The shared state of one balancer.
@@ -180,6 +182,7 @@ impl Inner {
             on_header: u.hash_on_header.clone(),
             fallback_header: u.hash_fallback_header.clone(),
             cookie: u.hash_on_cookie.clone(),
+            cookie_path: u.hash_on_cookie_path.clone(),
         };
         Self::new(
             Arc::from(u.name.as_str()),
@@ -208,6 +211,7 @@ impl Inner {
             on_header: None,
             fallback_header: None,
             cookie: None,
+            cookie_path: String::new(),
         };
         Self::new(
             Arc::from(t.display()),
@@ -590,6 +594,24 @@ impl Inner {
         best.or(best_excluded).map(|b| b.0)
     }
 
+    /// With `hash_on` (or `hash_fallback`) `cookie` and no such cookie in
+    /// the request: the cookie's name and path. The caller then hashes on a
+    /// new random value (`HashInput::new_cookie`) and sets it on the
+    /// response, so the client's next requests go to the same target
+    /// (Kong's behaviour).
+    pub(crate) fn cookie_to_set(&self, headers: &http::HeaderMap) -> Option<(&str, &str)> {
+        let h = &self.hash;
+        if self.algorithm != Algorithm::ConsistentHashing
+            || (h.on != HashOn::Cookie && h.fallback != HashOn::Cookie)
+        {
+            return None;
+        }
+        let name = h.cookie.as_deref()?;
+        cookie_value(headers, name)
+            .is_none()
+            .then_some((name, h.cookie_path.as_str()))
+    }
+
     /// The hash of the request's `hash_on` value, else its `hash_fallback`
     /// value; None when neither is present (then round-robin is used).
     fn hash_value(&self, input: &HashInput<'_>) -> Option<u64> {
@@ -822,17 +844,22 @@ fn value_of(
         }
         HashOn::Cookie => {
             let name = cookie?;
-            input
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|kv| kv.trim().split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
+            cookie_value(input.headers, name)
+                .or(input.new_cookie)
                 .map(|v| ring::hash(v.as_bytes()))
         }
     }
+}
+
+/// The non-empty value of cookie `name` in the request's `Cookie` headers.
+fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }

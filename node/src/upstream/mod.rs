@@ -49,6 +49,9 @@ pub struct HashInput<'a> {
     pub headers: &'a http::HeaderMap,
     /// Authenticated consumer id/username, when an auth plugin set one.
     pub consumer: Option<&'a str>,
+    /// The value of the hash cookie the gateway is about to set (see
+    /// `Balancer::cookie_to_set`), used when the request has none.
+    pub new_cookie: Option<&'a str>,
 }
 
 /// A chosen upstream peer. Dropping it ends its "active connection" count
@@ -278,6 +281,11 @@ impl Drop for Balancer {
 }
 
 impl Balancer {
+    /// See `Inner::cookie_to_set`: (name, path) of a hash cookie to set.
+    pub fn cookie_to_set(&self, headers: &http::HeaderMap) -> Option<(&str, &str)> {
+        self.inner.cookie_to_set(headers)
+    }
+
     /// Choose a peer, skipping addresses in `exclude` (already tried by
     /// this request) when any other healthy one exists.
     pub async fn pick(

@@ -96,6 +96,7 @@ fn input() -> HashInput<'static> {
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         headers: &NO_HEADERS,
         consumer: None,
+        new_cookie: None,
     }
 }
 
@@ -104,6 +105,7 @@ fn with_headers(h: &HeaderMap) -> HashInput<'_> {
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         headers: h,
         consumer: None,
+        new_cookie: None,
     }
 }
 
@@ -494,6 +496,7 @@ async fn hashing_falls_back_when_value_missing() {
             client_ip: IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)),
             headers: &NO_HEADERS,
             consumer: None,
+            new_cookie: None,
         };
         let p = bal.pick(&inp, &[]).await.unwrap().addr;
         assert_eq!(bal.pick(&inp, &[]).await.unwrap().addr, p);
@@ -509,6 +512,7 @@ async fn hashing_falls_back_when_value_missing() {
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         headers: &NO_HEADERS,
         consumer: Some("alice"),
+        new_cookie: None,
     };
     let pa = bal.pick(&c, &[]).await.unwrap().addr;
     for _ in 0..5 {
