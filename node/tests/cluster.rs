@@ -176,6 +176,80 @@ async fn a_node_offline_past_compaction_catches_up_by_snapshot() {
     );
 }
 
+/// A node whose data dir was lost must not vote until it has caught up:
+/// otherwise it helps elect a peer that lacks a config it had acknowledged,
+/// and that committed config is lost. Setup: C is down while X commits on
+/// the leader A and on B; then A and B die, B's disk is wiped, and B and C
+/// come back. C must not win an election with B's vote; once A returns,
+/// every node serves X.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_data_does_not_vote_until_caught_up() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(3, &[]).await;
+    let a = region.wait_leader(&[0, 1, 2]).await;
+    let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+    let h0 = hash_of(&region.post_config(a, &config(up.addr.port(), "/v0")).await);
+    region.wait_serving(c, &h0).await;
+
+    region.kill9(c);
+    let x = hash_of(&region.post_config(a, &config(up.addr.port(), "/x")).await);
+    region.wait_serving(b, &x).await;
+    region.kill9(a);
+    region.kill9(b);
+    std::fs::remove_dir_all(&region.members[b].data).expect("wipe b's data dir");
+
+    region.start(b);
+    region.start(c);
+    // Let C stand at least twice (it asks B for its vote each time).
+    let role_term = |s: Option<serde_json::Value>| {
+        s.map(|s| {
+            (
+                s["cluster"]["role"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                s["cluster"]["term"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    let answered = eventually(WAIT, || async { region.status(c).await.is_some() }).await;
+    assert!(answered, "c never answered /status");
+    let first_term = role_term(region.status(c).await).map_or(0, |(_, t)| t);
+    let stood_twice = eventually(WAIT, || async {
+        let rc = role_term(region.status(c).await);
+        let rb = role_term(region.status(b).await);
+        let leader = [&rb, &rc]
+            .iter()
+            .any(|r| r.as_ref().is_some_and(|(role, _)| role == "leader"));
+        leader || rc.is_some_and(|(_, t)| t >= first_term + 2)
+    })
+    .await;
+    assert!(stood_twice, "c never stood for election");
+    for i in [b, c] {
+        let s = region.status(i).await.expect("status");
+        assert_ne!(
+            s["cluster"]["role"],
+            "leader",
+            "node {} led with the wiped node's vote: {s}",
+            i + 1
+        );
+    }
+    assert!(
+        region.status(c).await.expect("status")["configuration_hash"] != x,
+        "c never had x"
+    );
+
+    region.start(a);
+    for i in 0..3 {
+        region.wait_serving(i, &x).await;
+    }
+    let h2 = hash_of(&region.post_config(b, &config(up.addr.port(), "/v2")).await);
+    for i in 0..3 {
+        region.wait_serving(i, &h2).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_tolerate_two_failures() {
     let _serial = SERIAL.lock().await;

@@ -219,10 +219,72 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
+/// Keeps a node that lost its data from voting until it has caught up.
+///
+/// Raft assumes a voter never forgets its log. A node whose data dir was
+/// wiped (a replaced disk) restarts empty under the same id; were it to vote
+/// at once, it could help elect a peer that lacks entries it had
+/// acknowledged, and committed configs would be lost. So a node that starts
+/// with an empty store asks its peers how far the region has committed,
+/// and refuses `Vote` calls until it has applied that far (answering
+/// `UNAVAILABLE`, as an unreachable node would). A region that is being
+/// bootstrapped has committed nothing, so the guard lifts at once there.
+#[derive(Debug, Default)]
+pub struct VoteGuard {
+    /// False until the startup check has decided.
+    decided: std::sync::atomic::AtomicBool,
+    /// Index this node must have applied before it votes (0 = none).
+    needed: std::sync::atomic::AtomicU64,
+}
+
+impl VoteGuard {
+    /// A guard still waiting for the startup check; votes are refused.
+    pub fn pending() -> Arc<VoteGuard> {
+        Arc::new(VoteGuard::default())
+    }
+
+    /// The startup check is done: vote once `index` is applied here.
+    pub fn decide(&self, index: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.needed.store(index, SeqCst);
+        self.decided.store(true, SeqCst);
+    }
+
+    /// `Err` with the reason while this node must not vote.
+    pub fn check(&self, raft: &Raft) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.decided.load(SeqCst) {
+            return Err(
+                "this node started with an empty store and is still asking its peers \
+                        how far the region has committed; not voting yet"
+                    .into(),
+            );
+        }
+        let needed = self.needed.load(SeqCst);
+        if needed == 0 {
+            return Ok(());
+        }
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if applied >= needed {
+            self.needed.store(0, SeqCst);
+            tracing::info!(
+                applied,
+                "caught up after starting with an empty store; voting again"
+            );
+            return Ok(());
+        }
+        Err(format!(
+            "this node started with an empty store (lost data?) while its region had committed up to \
+             index {needed}; it votes again once it has applied that far (applied: {applied})"
+        ))
+    }
+}
+
 /// The tonic Raft service of one node.
 pub struct RaftService {
     raft: Raft,
     region: Arc<str>,
+    vote_guard: Option<Arc<VoteGuard>>,
 }
 
 impl RaftService {
@@ -230,7 +292,14 @@ impl RaftService {
         RaftService {
             raft,
             region: region.into(),
+            vote_guard: None,
         }
+    }
+
+    /// Refuse votes while `guard` says so (see [`VoteGuard`]).
+    pub fn with_vote_guard(mut self, guard: Arc<VoteGuard>) -> Self {
+        self.vote_guard = Some(guard);
+        self
     }
 
     pub fn into_server(self) -> RaftServer<Self> {
@@ -268,6 +337,11 @@ impl raft_server::Raft for RaftService {
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = self.decode(req)?;
+        if let Some(guard) = &self.vote_guard {
+            guard
+                .check(&self.raft)
+                .map_err(tonic::Status::unavailable)?;
+        }
         encode(&self.raft.vote(rpc).await)
     }
 

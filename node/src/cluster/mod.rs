@@ -24,7 +24,7 @@ use std::time::Duration;
 use gateway_config::SourceFile;
 use gateway_proto::control::control_client::ControlClient;
 use gateway_proto::control::{self as pb};
-use gateway_raft::network::{Dialer, Network, RaftService, MAX_MESSAGE_BYTES};
+use gateway_raft::network::{Dialer, Network, RaftService, VoteGuard, MAX_MESSAGE_BYTES};
 use gateway_raft::openraft::error::{ClientWriteError, RaftError};
 use gateway_raft::openraft::{BasicNode, ServerState, SnapshotPolicy};
 use gateway_raft::packed::MAX_PACKED_BYTES;
@@ -257,8 +257,13 @@ impl Cluster {
                 .tls_config(tls)
                 .map_err(|e| ClusterError::Tls(e.to_string()))?;
         }
+        let vote_guard = VoteGuard::pending();
         let router = builder
-            .add_service(RaftService::new(raft.clone(), &cluster.opts.region).into_server())
+            .add_service(
+                RaftService::new(raft.clone(), &cluster.opts.region)
+                    .with_vote_guard(vote_guard.clone())
+                    .into_server(),
+            )
             .add_service(control::ControlService::new(cluster.clone()).into_server());
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -267,8 +272,12 @@ impl Cluster {
                 tracing::error!(error = %e, "raft/control server stopped");
             }
         });
+        let guard_check = tokio::spawn(decide_vote_guard(cluster.clone(), vote_guard));
         let bootstrap = tokio::spawn(bootstrap(cluster.clone()));
-        cluster.tasks.lock().extend([server, bootstrap]);
+        cluster
+            .tasks
+            .lock()
+            .extend([server, guard_check, bootstrap]);
         if let Some(git) = git {
             cluster
                 .tasks
@@ -582,6 +591,42 @@ fn openraft_config(
         .validate()
         .map(Arc::new)
         .map_err(|e| ClusterError::RaftConfig(e.to_string()))
+}
+
+/// Decide this node's [`VoteGuard`]: a node whose store holds a Raft group
+/// votes freely; one that starts empty asks its peers how far the region
+/// has committed and votes only once it has applied that far.
+async fn decide_vote_guard(cluster: Arc<Cluster>, guard: Arc<VoteGuard>) {
+    if matches!(cluster.raft.is_initialized().await, Ok(true)) {
+        guard.decide(0);
+        return;
+    }
+    let me = cluster.opts.node_id;
+    let mut needed = 0u64;
+    for (id, addr) in cluster.opts.peers.iter().filter(|(id, _)| **id != me) {
+        let Ok(ch) = cluster.dialer.channel(addr) else {
+            continue;
+        };
+        let mut client = ControlClient::new(ch);
+        let mut req = tonic::Request::new(pb::StatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        if let Ok(s) = client.status(req).await {
+            let s = s.into_inner();
+            if s.region == cluster.opts.region && s.members.iter().any(|m| m.id == me) {
+                let applied = s.last_applied_index.unwrap_or(0);
+                tracing::debug!(peer = id, applied, "peer's applied index");
+                needed = needed.max(applied);
+            }
+        }
+    }
+    if needed > 0 {
+        tracing::warn!(
+            needed,
+            "started with an empty store while the region has committed entries (data dir lost?): \
+             not voting until this node has applied up to index {needed}"
+        );
+    }
+    guard.decide(needed);
 }
 
 /// When no peer has an initialized group, the lowest listed id initializes
