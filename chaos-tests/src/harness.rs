@@ -308,7 +308,11 @@ impl Region {
         .args(["--proxy-listen", &format!("{}:{}", m.ip, m.proxy)])
         .args(["--admin-listen", &format!("{}:{}", m.ip, m.admin)])
         .args(["--git-url", git_url, "--git-poll-interval", "200ms"])
-        .env("GATEWAY_LOG", "error,openraft=off")
+        .env(
+            "GATEWAY_LOG",
+            // CHAOS_GATEWAY_LOG overrides the nodes' log filter (investigations).
+            std::env::var("CHAOS_GATEWAY_LOG").unwrap_or_else(|_| "error,openraft=off".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .gid(m.gid);
@@ -492,8 +496,13 @@ pub async fn history_rejected(gatewayctl: &Path, raft: &str) -> Result<HashSet<S
 }
 
 pub async fn ctl(gatewayctl: &Path, args: &[&str]) -> (bool, String) {
+    ctl_within(gatewayctl, args, Duration::from_secs(20)).await
+}
+
+/// Run `gatewayctl args`, killed after `timeout` (then `(false, "timed out")`).
+pub async fn ctl_within(gatewayctl: &Path, args: &[&str], timeout: Duration) -> (bool, String) {
     let r = tokio::time::timeout(
-        Duration::from_secs(20),
+        timeout,
         tokio::process::Command::new(gatewayctl)
             .args(args)
             .kill_on_drop(true)

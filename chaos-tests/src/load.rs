@@ -187,11 +187,27 @@ pub struct Watch {
     /// Per region: commits a majority reported active (acknowledged).
     pub acked: HashMap<String, HashSet<String>>,
     pub violations: Vec<String>,
+    /// (node name, what it served): a node seen serving a config that is
+    /// not a committed version's (the watcher's confirmed mismatches, and
+    /// what scenarios find). Run and scenarios report the distinct nodes.
+    pub uncommitted: Vec<(String, String)>,
     pub samples: u64,
     /// (node name, version, hash) seen once but not yet confirmed bad.
     suspect: HashMap<String, (String, String)>,
     /// Node name → the previous sample's (version, hash).
     last_pair: HashMap<String, (String, String)>,
+}
+
+impl Watch {
+    /// Distinct nodes in `uncommitted[from..]`, sorted.
+    pub fn uncommitted_nodes(&self, from: usize) -> std::collections::BTreeSet<String> {
+        self.uncommitted
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
 }
 
 pub struct WatchTarget {
@@ -247,8 +263,13 @@ pub fn spawn_watcher(
                 match problem {
                     Some(p) => {
                         if w.suspect.get(&t.name) == Some(&pair) {
-                            if w.violations.len() < 50 {
-                                w.violations.push(format!("{}: {p}", t.name));
+                            // Once per node and problem (it repeats every sample).
+                            let v = format!("{}: {p}", t.name);
+                            if w.violations.len() < 50 && !w.violations.contains(&v) {
+                                w.violations.push(v);
+                            }
+                            if w.uncommitted.len() < 1000 {
+                                w.uncommitted.push((t.name.clone(), p));
                             }
                         } else {
                             w.suspect.insert(t.name.clone(), pair);

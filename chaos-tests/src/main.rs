@@ -8,7 +8,7 @@
 //!   seeded RNG, iptables partition rules and their cleanup.
 //! - `load`: the load generator (every node, whole run) and its per-node
 //!   accounting of failures on live nodes.
-//! - `scenarios`: one function per fault scenario (a-h) and the invariant
+//! - `scenarios`: one function per fault scenario (a-i) and the invariant
 //!   checks run after each.
 //! - `main.rs`: flags, the schedule, the summary table and the exit code.
 
@@ -106,9 +106,13 @@ pub struct Chaos {
     /// Newest valid commit pushed; every valid commit in push order.
     pub head: String,
     pub valid_list: Vec<String>,
+    /// Commit → its marker route's tag (`/c<n>` is routed only by that commit).
+    pub tags: HashMap<String, String>,
     /// Region → commit it is pinned to by a rollback.
     pub pinned: HashMap<usize, String>,
     pub pushes: u32,
+    /// Node log → bytes already scanned for panics.
+    pub log_offsets: HashMap<String, u64>,
 }
 
 fn find_bins(args: &Args) -> Result<(PathBuf, PathBuf)> {
@@ -175,8 +179,10 @@ async fn setup(args: &Args, seed: u64, deadline: Instant, dir: PathBuf) -> Resul
         http: client(),
         head: c0.clone(),
         valid_list: vec![c0.clone()],
+        tags: HashMap::from([(c0.clone(), "c0".to_string())]),
         pinned: HashMap::new(),
         pushes: 0,
+        log_offsets: HashMap::new(),
     };
     for r in 0..2 {
         for i in 0..3 {
@@ -293,7 +299,7 @@ async fn run(args: &Args, seed: u64, deadline: Instant, dir: PathBuf) -> Result<
     let all: Vec<&str> = if args.quick {
         vec!["a", "b", "d", "f"]
     } else {
-        vec!["a", "b", "c", "d", "e", "f", "g", "h"]
+        vec!["a", "b", "c", "d", "e", "f", "g", "h", "i"]
     };
     let chosen: Vec<&str> = match &args.only {
         Some(o) => all
@@ -332,9 +338,13 @@ async fn run(args: &Args, seed: u64, deadline: Instant, dir: PathBuf) -> Result<
             s.failed_live.load(Ordering::SeqCst)
         );
     }
-    let (samples, acked) = {
+    let (samples, acked, uncommitted) = {
         let w = c.watch.lock().unwrap_or_else(|e| e.into_inner());
-        (w.samples, w.acked.values().map(|s| s.len()).sum::<usize>())
+        (
+            w.samples,
+            w.acked.values().map(|s| s.len()).sum::<usize>(),
+            w.uncommitted_nodes(0),
+        )
     };
     let tot = c.load.totals();
     let failed_scen = reports.iter().filter(|r| !r.failures.is_empty()).count();
@@ -351,7 +361,19 @@ async fn run(args: &Args, seed: u64, deadline: Instant, dir: PathBuf) -> Result<
         acked,
         c.pushes
     );
-    let ok = failed_scen == 0 && tot.failed_live == 0;
+    println!(
+        "nodes that served an uncommitted config: {}{}",
+        uncommitted.len(),
+        if uncommitted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                uncommitted.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    let ok = failed_scen == 0 && tot.failed_live == 0 && uncommitted.is_empty();
     println!("{}", if ok { "RESULT: PASS" } else { "RESULT: FAIL" });
     Ok(ok)
 }

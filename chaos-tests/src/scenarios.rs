@@ -8,7 +8,7 @@ use crate::load::*;
 use crate::{fmt_d, Chaos};
 use anyhow::{bail, Result};
 use rand::Rng;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
@@ -18,6 +18,8 @@ pub struct Report {
     pub counts: Counts,
     pub acked: usize,
     pub lost: usize,
+    /// Nodes seen serving a config no majority committed (this scenario).
+    pub uncommitted: usize,
     pub conv: Vec<Duration>,
     pub failures: Vec<String>,
     pub notes: Vec<String>,
@@ -44,13 +46,14 @@ impl Report {
             "FAIL"
         };
         println!(
-            "[{verdict}] {}: faults {}, requests {}, failed-on-live {}, acked {}, lost {}, convergence p50/max {}, {}",
+            "[{verdict}] {}: faults {}, requests {}, failed-on-live {}, acked {}, lost {}, served-uncommitted {}, convergence p50/max {}, {}",
             self.name,
             self.faults,
             self.counts.sent,
             self.counts.failed_live,
             self.acked,
             self.lost,
+            self.uncommitted,
             self.conv_summary(),
             fmt_d(self.elapsed)
         );
@@ -69,7 +72,7 @@ impl Report {
 pub fn print_table(reports: &[Report]) {
     println!();
     println!(
-        "{:<34} {:<6} {:>6} {:>9} {:>11} {:>6} {:>5} {:>15} {:>8}",
+        "{:<34} {:<6} {:>6} {:>9} {:>11} {:>6} {:>5} {:>11} {:>15} {:>8}",
         "scenario",
         "result",
         "faults",
@@ -77,6 +80,7 @@ pub fn print_table(reports: &[Report]) {
         "failed-live",
         "acked",
         "lost",
+        "uncommitted",
         "conv p50/max",
         "time"
     );
@@ -89,7 +93,7 @@ pub fn print_table(reports: &[Report]) {
             "FAIL"
         };
         println!(
-            "{:<34} {:<6} {:>6} {:>9} {:>11} {:>6} {:>5} {:>15} {:>8}",
+            "{:<34} {:<6} {:>6} {:>9} {:>11} {:>6} {:>5} {:>11} {:>15} {:>8}",
             r.name,
             verdict,
             r.faults,
@@ -97,6 +101,7 @@ pub fn print_table(reports: &[Report]) {
             r.counts.failed_live,
             r.acked,
             r.lost,
+            r.uncommitted,
             r.conv_summary(),
             fmt_d(r.elapsed)
         );
@@ -279,6 +284,7 @@ impl Chaos {
         tokio::task::block_in_place(|| self.repo.push_head())?;
         self.head = sha.clone();
         self.valid_list.push(sha.clone());
+        self.tags.insert(sha.clone(), tag);
         Ok(sha)
     }
 
@@ -337,28 +343,95 @@ impl Chaos {
         Ok(())
     }
 
-    /// Every commit a majority reported applied must be in every node's history.
+    /// No node may panic: scan what the node logs gained since the last
+    /// scan for the panic message Rust prints (`thread ... panicked at`).
+    /// A panicked task can leave a process up with a dead Raft core.
+    fn check_panics(&mut self, rep: &mut Report) {
+        for (r, i) in self.all_nodes() {
+            let name = self.node_name((r, i));
+            let path = self.dir.join(format!("{name}.log"));
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let from = self.log_offsets.get(&name).copied().unwrap_or(0) as usize;
+            self.log_offsets.insert(name.clone(), bytes.len() as u64);
+            let new = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default());
+            let mut lines = new.lines();
+            while let Some(l) = lines.next() {
+                if l.contains("panicked at") {
+                    let msg = lines.next().unwrap_or("");
+                    rep.failures.push(format!(
+                        "{name} panicked ({}): {} {}",
+                        path.display(),
+                        l.trim(),
+                        msg.trim()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// After a failed heal: `kill -9` and restart every node of each region
+    /// without an agreed leader serving what it should (a wedged node keeps
+    /// a region from converging forever), then heal again.
+    async fn contain(&mut self, rep: &mut Report) -> Result<()> {
+        for r in 0..2 {
+            let want = self.expected(r);
+            let nodes: Vec<NodeRef> = (0..3).map(|i| (r, i)).collect();
+            let healthy = self
+                .wait_leader(r, &[0, 1, 2], Duration::from_secs(3))
+                .await
+                .is_ok()
+                && self
+                    .wait_version(&nodes, &want, Duration::from_secs(3))
+                    .await
+                    .is_ok();
+            if healthy {
+                continue;
+            }
+            for n in nodes {
+                self.kill(n);
+                self.start(n.0, n.1)?;
+            }
+            rep.notes.push(format!(
+                "region {} did not recover: the suite restarted its 3 nodes (kill -9) so later scenarios start healthy",
+                self.regions[r].name
+            ));
+        }
+        self.heal_all().await
+    }
+
+    /// Every commit a majority reported applied must be in every node's
+    /// history (nothing acknowledged lost), and so must every version any
+    /// node of the region was seen serving (a node serves only committed
+    /// versions: one missing from every history was never committed).
     async fn check_lost(&self, rep: &mut Report) {
-        let acked: Vec<(usize, HashSet<String>)> = {
+        type Served = HashMap<String, HashSet<u64>>;
+        let acked: Vec<(usize, HashSet<String>, Served)> = {
             let w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
             (0..2)
                 .map(|r| {
-                    (
-                        r,
-                        w.acked
-                            .get(&self.regions[r].name)
-                            .cloned()
-                            .unwrap_or_default(),
-                    )
+                    let name = &self.regions[r].name;
+                    let served: Served = w
+                        .seen_on
+                        .iter()
+                        .filter(|((reg, _), _)| reg == name)
+                        .map(|((_, v), ids)| (v.clone(), ids.clone()))
+                        .collect();
+                    (r, w.acked.get(name).cloned().unwrap_or_default(), served)
                 })
                 .collect()
         };
-        rep.acked = acked.iter().map(|(_, s)| s.len()).sum();
-        for (r, set) in acked {
+        rep.acked = acked.iter().map(|(_, s, _)| s.len()).sum();
+        for (r, set, served) in acked {
+            // Served version → nodes whose history lacks it.
+            let mut absent: HashMap<&String, Vec<usize>> = HashMap::new();
+            let mut histories = 0;
             for i in 0..3 {
                 let raft = self.regions[r].nodes[i].raft_addr();
                 match history_ids(&self.gatewayctl, &raft).await {
                     Ok(ids) => {
+                        histories += 1;
                         let missing: Vec<&String> =
                             set.iter().filter(|s| !ids.contains(*s)).collect();
                         if !missing.is_empty() {
@@ -370,10 +443,43 @@ impl Chaos {
                                 missing.iter().map(|s| &s[..10]).collect::<Vec<_>>()
                             ));
                         }
+                        for v in served.keys().filter(|v| !set.contains(*v)) {
+                            if !ids.contains(v) {
+                                absent.entry(v).or_default().push(i);
+                            }
+                        }
                     }
                     Err(e) => rep
                         .failures
                         .push(format!("{}: history: {e:#}", self.node_name((r, i)))),
+                }
+            }
+            for (v, lacking) in absent {
+                let by: Vec<String> = served[v]
+                    .iter()
+                    .map(|id| format!("{}-{id}", self.regions[r].name))
+                    .collect();
+                let lacking: Vec<String> =
+                    lacking.iter().map(|&i| self.node_name((r, i))).collect();
+                if lacking.len() == histories {
+                    rep.failures.push(format!(
+                        "{} served by {} but in no node's history: never committed",
+                        &v[..10.min(v.len())],
+                        by.join(", ")
+                    ));
+                    let mut w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+                    for n in by {
+                        w.uncommitted
+                            .push((n, format!("served {v}, which was never committed")));
+                    }
+                } else {
+                    rep.lost += 1;
+                    rep.failures.push(format!(
+                        "{} served by {} is missing from the history of {}",
+                        &v[..10.min(v.len())],
+                        by.join(", "),
+                        lacking.join(", ")
+                    ));
                 }
             }
         }
@@ -389,6 +495,7 @@ impl Chaos {
             "f" => "f. whole region restart",
             "g" => "g. data dir wiped",
             "h" => "h. iptables partitions",
+            "i" => "i. write to a stale leader",
             _ => "unknown",
         };
         let mut rep = Report {
@@ -397,6 +504,7 @@ impl Chaos {
             counts: Counts::default(),
             acked: 0,
             lost: 0,
+            uncommitted: 0,
             conv: Vec::new(),
             failures: Vec::new(),
             notes: Vec::new(),
@@ -407,7 +515,7 @@ impl Chaos {
             rep.skipped = Some("global deadline (--max-minutes) reached".into());
             return rep;
         }
-        if s == "h" {
+        if s == "h" || s == "i" {
             if let Err(e) = &self.net.available {
                 rep.skipped = Some(format!("needs iptables: {e}"));
                 return rep;
@@ -416,12 +524,10 @@ impl Chaos {
         println!("--- {name}");
         let t0 = Instant::now();
         let c0 = self.load.totals();
-        let v0 = self
-            .watch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .violations
-            .len();
+        let (v0, u0) = {
+            let w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+            (w.violations.len(), w.uncommitted.len())
+        };
         let res = match s {
             "a" => {
                 self.leader_kills(&mut rep, if self.quick { 4 } else { 10 })
@@ -440,6 +546,7 @@ impl Chaos {
             "f" => self.region_restart(&mut rep).await,
             "g" => self.wipe(&mut rep).await,
             "h" => self.partitions(&mut rep).await,
+            "i" => self.stale_leader_write(&mut rep).await,
             _ => Ok(()),
         };
         if let Err(e) = res {
@@ -447,10 +554,17 @@ impl Chaos {
         }
         if let Err(e) = self.heal_all().await {
             rep.failures.push(format!("after heal: {e:#}"));
+            // The failure stays counted here; restart what did not recover
+            // so the next scenarios start from a healthy cluster.
+            if let Err(e) = self.contain(&mut rep).await {
+                rep.failures
+                    .push(format!("after restarting to contain it: {e:#}"));
+            }
         }
         // Let in-flight requests and status samples land before counting.
         sleep(Duration::from_millis(300)).await;
         self.check_lost(&mut rep).await;
+        self.check_panics(&mut rep);
         rep.counts = self.load.totals().minus(c0);
         if rep.counts.failed_live > 0 {
             let errs = self.load.errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -464,7 +578,16 @@ impl Chaos {
         for v in &w.violations[v0..] {
             rep.failures.push(format!("served-config invariant: {v}"));
         }
+        let unc = w.uncommitted_nodes(u0);
         drop(w);
+        rep.uncommitted = unc.len();
+        if !unc.is_empty() {
+            rep.failures.push(format!(
+                "nodes that served an uncommitted config: {} ({})",
+                unc.len(),
+                unc.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
         rep.elapsed = t0.elapsed();
         rep
     }
@@ -993,6 +1116,313 @@ impl Chaos {
             self.node_name((r, x)),
             fmt_d(t1.elapsed()),
             &head[..10]
+        );
+        Ok(())
+    }
+
+    /// (active_version, configuration_hash, pinned_to) of a node, if it answers.
+    async fn served(&self, n: NodeRef) -> Option<(String, String, String)> {
+        let s = self.status(n).await?;
+        Some((
+            s["cluster"]["active_version"].as_str()?.to_string(),
+            s["configuration_hash"].as_str()?.to_string(),
+            s["cluster"]["pinned_to"].as_str().unwrap_or("").to_string(),
+        ))
+    }
+
+    /// Wait until every node of region `r` serves `version` with `hash`,
+    /// unpinned; the time it took.
+    async fn wait_region_config(
+        &self,
+        r: usize,
+        version: &str,
+        hash: &str,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let t0 = Instant::now();
+        let until = t0 + self.left(timeout);
+        loop {
+            let mut off = Vec::new();
+            for i in 0..3 {
+                let got = self.served((r, i)).await;
+                let ok = got
+                    .as_ref()
+                    .is_some_and(|(v, h, p)| v == version && h == hash && p.is_empty());
+                if !ok {
+                    off.push(format!("{}={got:?}", self.node_name((r, i))));
+                }
+            }
+            if off.is_empty() {
+                return Ok(t0.elapsed());
+            }
+            if Instant::now() >= until {
+                bail!(
+                    "region {} not all on {} with hash {hash} (unpinned) within {timeout:?}: {}",
+                    self.regions[r].name,
+                    &version[..10.min(version.len())],
+                    off.join(", ")
+                );
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What node `n` serves, checked against the committed config: its
+    /// status must show `version` with `hash`, its proxy must route the
+    /// committed commit's marker `/{ok_tag}` and not `/{bad_tag}` (the
+    /// marker of the uncommitted rollback target). The problems found.
+    async fn probe_committed(
+        &self,
+        n: NodeRef,
+        version: &str,
+        hash: &str,
+        ok_tag: &str,
+        bad_tag: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.served(n).await {
+            Some((v, h, p)) => {
+                if v != version || h != hash || !p.is_empty() {
+                    out.push(format!(
+                        "status shows active_version {} hash {h}{} (committed: {} hash {hash})",
+                        &v[..10.min(v.len())],
+                        if p.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" pinned to {}", &p[..10.min(p.len())])
+                        },
+                        &version[..10.min(version.len())]
+                    ));
+                }
+            }
+            None => out.push("admin /status did not answer".into()),
+        }
+        let proxy = self.regions[n.0].nodes[n.1].proxy_url();
+        let t = Duration::from_secs(1);
+        let good = get(&self.http, &format!("{proxy}/{ok_tag}"), t).await;
+        if !matches!(good, Some((200, _))) {
+            out.push(format!(
+                "proxy GET /{ok_tag} (route of the committed config) -> {}",
+                good.map(|(c, _)| c.to_string())
+                    .unwrap_or_else(|| "no answer".into())
+            ));
+        }
+        let bad = get(&self.http, &format!("{proxy}/{bad_tag}"), t).await;
+        if matches!(bad, Some((200, _))) {
+            out.push(format!(
+                "proxy GET /{bad_tag} (route only the uncommitted rollback target has) -> 200"
+            ));
+        }
+        out
+    }
+
+    /// i: isolate a region's leader, wait for the majority to elect, then
+    /// send a rollback to the isolated old leader. It must not be
+    /// acknowledged, and the old leader must keep serving the last
+    /// committed config the whole time; after heal the region converges
+    /// on that config (the rollback never committed).
+    async fn stale_leader_write(&mut self, rep: &mut Report) -> Result<()> {
+        let r = self.rng.random_range(0..2usize);
+        let name = self.regions[r].name.clone();
+        if self.pinned.contains_key(&r) {
+            bail!("region {name} is pinned by an earlier scenario; i needs it following");
+        }
+        // A fresh commit: the last committed config; the one before it is
+        // the rollback target (its marker route differs).
+        let before = self.push_valid().await?;
+        let all = self.all_nodes();
+        self.wait_version(&all, &before, Duration::from_secs(30))
+            .await?;
+        let target = self.valid_list[self.valid_list.len() - 2].clone();
+        let (ok_tag, bad_tag) = (self.tags[&before].clone(), self.tags[&target].clone());
+        if ok_tag.starts_with(&bad_tag) || bad_tag.starts_with(&ok_tag) {
+            bail!("marker routes /{ok_tag} and /{bad_tag} overlap as prefixes");
+        }
+        let hash = {
+            let h = self.served((r, 0)).await.map(|(_, h, _)| h);
+            h.unwrap_or_default()
+        };
+        self.wait_region_config(r, &before, &hash, Duration::from_secs(10))
+            .await?;
+        let leader = self
+            .wait_leader(r, &[0, 1, 2], Duration::from_secs(30))
+            .await?;
+        let old = (r, leader);
+        let pre = self
+            .probe_committed(old, &before, &hash, &ok_tag, &bad_tag)
+            .await;
+        if !pre.is_empty() {
+            bail!(
+                "{} before the partition: {}",
+                self.node_name(old),
+                pre.join("; ")
+            );
+        }
+
+        self.cut_off(r, leader)?;
+        rep.faults += 1;
+        let t0 = Instant::now();
+        let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        let nl = self
+            .wait_leader(r, &others, Duration::from_secs(20))
+            .await?;
+        let elected = t0.elapsed();
+        let role = self
+            .status(old)
+            .await
+            .and_then(|s| s["cluster"]["role"].as_str().map(String::from))
+            .unwrap_or_else(|| "?".into());
+
+        // The write, with a short timeout, while we watch the old leader.
+        let write_timeout = Duration::from_secs(3);
+        let via = self.regions[r].nodes[leader].raft_addr();
+        let ctl_bin = self.gatewayctl.clone();
+        let tgt = target.clone();
+        let write = tokio::spawn(async move {
+            let t = Instant::now();
+            let res = ctl_within(
+                &ctl_bin,
+                &[
+                    "--server",
+                    &via,
+                    "rollback",
+                    &tgt,
+                    "--reason",
+                    "chaos i: write to a stale leader",
+                ],
+                write_timeout,
+            )
+            .await;
+            (res, t.elapsed())
+        });
+        // Sample until the write is over and 2 s more (bounded: 80 rounds, 12 s).
+        let until = Instant::now() + self.left(Duration::from_secs(12));
+        let mut done_at: Option<Instant> = None;
+        let (mut rounds, mut bad_rounds) = (0u32, 0u32);
+        let mut first_bad: Vec<String> = Vec::new();
+        while rounds < 80 {
+            rounds += 1;
+            let p = self
+                .probe_committed(old, &before, &hash, &ok_tag, &bad_tag)
+                .await;
+            if !p.is_empty() {
+                bad_rounds += 1;
+                if first_bad.is_empty() {
+                    first_bad = p;
+                }
+            }
+            if done_at.is_none() && write.is_finished() {
+                done_at = Some(Instant::now());
+            }
+            let now = Instant::now();
+            if now >= until || done_at.is_some_and(|d| now >= d + Duration::from_secs(2)) {
+                break;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        let ((acked, out), took) =
+            match tokio::time::timeout(write_timeout + Duration::from_secs(5), write).await {
+                Ok(Ok(x)) => x,
+                _ => ((false, "write task did not finish".into()), Duration::ZERO),
+            };
+        let out = out.trim().replace('\n', " ");
+        if acked {
+            rep.failures.push(format!(
+                "isolated old leader {} ACKNOWLEDGED rollback to {} after {} (no majority can have committed it): {out}",
+                self.node_name(old),
+                &target[..10],
+                fmt_d(took)
+            ));
+        }
+        if bad_rounds > 0 {
+            rep.failures.push(format!(
+                "isolated old leader {} served an uncommitted config in {bad_rounds}/{rounds} samples during the partition; first: {}",
+                self.node_name(old),
+                first_bad.join("; ")
+            ));
+            self.watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .uncommitted
+                .push((self.node_name(old), first_bad.join("; ")));
+        }
+        for &i in &others {
+            let p = self
+                .probe_committed((r, i), &before, &hash, &ok_tag, &bad_tag)
+                .await;
+            if !p.is_empty() {
+                rep.failures.push(format!(
+                    "majority node {} during the partition: {}",
+                    self.node_name((r, i)),
+                    p.join("; ")
+                ));
+            }
+        }
+
+        let t1 = Instant::now();
+        self.net.heal();
+        self.wait_leader(r, &[0, 1, 2], Duration::from_secs(30))
+            .await?;
+        let conv = match self
+            .wait_region_config(r, &before, &hash, Duration::from_secs(15))
+            .await
+        {
+            Ok(_) => {
+                rep.conv.push(t1.elapsed());
+                format!(
+                    "region back on {} hash {} {} after heal",
+                    &before[..10],
+                    &hash[..12.min(hash.len())],
+                    fmt_d(t1.elapsed())
+                )
+            }
+            Err(e) => {
+                rep.failures.push(format!("after heal: {e:#}"));
+                for i in 0..3 {
+                    if let Some((v, h, _)) = self.served((r, i)).await {
+                        if v == before && h != hash {
+                            self.watch
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .uncommitted
+                                .push((
+                                    self.node_name((r, i)),
+                                    format!("after heal serves hash {h} as {v}"),
+                                ));
+                        }
+                    }
+                }
+                format!(
+                    "region NOT back on {} hash {} {} after heal",
+                    &before[..10],
+                    &hash[..12.min(hash.len())],
+                    fmt_d(t1.elapsed())
+                )
+            }
+        };
+        // The rollback must not surface later either.
+        sleep(Duration::from_millis(500)).await;
+        for i in 0..3 {
+            let p = self
+                .probe_committed((r, i), &before, &hash, &ok_tag, &bad_tag)
+                .await;
+            if !p.is_empty() {
+                rep.failures.push(format!(
+                    "{} 0.5 s after the convergence check: {}",
+                    self.node_name((r, i)),
+                    p.join("; ")
+                ));
+            }
+        }
+        println!(
+            "  i: leader {} (role while cut off: {role}) isolated: {name}-{} elected after {}; rollback to {} sent to the old leader: {} after {} ({}); old leader sampled {rounds}x (status + proxy /{ok_tag}, /{bad_tag}), {bad_rounds} bad; {conv}",
+            self.node_name(old),
+            nl + 1,
+            fmt_d(elected),
+            &target[..10],
+            if acked { "ACKNOWLEDGED" } else { "not acknowledged" },
+            fmt_d(took),
+            out.chars().take(100).collect::<String>(),
         );
         Ok(())
     }
