@@ -297,7 +297,7 @@ async fn run(args: &Args, seed: u64, deadline: Instant, dir: PathBuf) -> Result<
     );
 
     let all: Vec<&str> = if args.quick {
-        vec!["a", "b", "d", "f"]
+        vec!["a", "b", "d", "f", "g"]
     } else {
         vec!["a", "b", "c", "d", "e", "f", "g", "h", "i"]
     };

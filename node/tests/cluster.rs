@@ -250,6 +250,47 @@ async fn a_node_that_lost_its_data_does_not_vote_until_caught_up() {
     }
 }
 
+/// A leader cut off from its majority still believes it leads (openraft
+/// 0.9 does not step down); a write sent to it is answered 503 after
+/// `--write-timeout-ms` instead of hanging, and the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_leader_without_majority_times_out_with_503() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::start_all(3, &["--write-timeout-ms", "1000"]).await;
+    let leader = region.wait_leader(&[0, 1, 2]).await;
+    let h = hash_of(
+        &region
+            .post_config(leader, &config(up.addr.port(), "/v1"))
+            .await,
+    );
+    region.wait_serving(leader, &h).await;
+    for i in (0..3).filter(|&i| i != leader) {
+        region.kill9(i);
+    }
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        post(
+            &format!("{}/config", region.admin(leader)),
+            "text/yaml",
+            config(up.addr.port(), "/v2"),
+        ),
+    )
+    .await
+    .expect("the write hung past its timeout");
+    let body = String::from_utf8_lossy(&got.body);
+    assert_eq!(got.status, 503, "{body}");
+    assert!(body.contains("not committed within 1s"), "{body}");
+    assert_eq!(
+        get(&format!("{}/v1", region.proxy(leader))).await.status,
+        200
+    );
+    assert_eq!(
+        get(&format!("{}/v2", region.proxy(leader))).await.status,
+        404
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_tolerate_two_failures() {
     let _serial = SERIAL.lock().await;

@@ -154,6 +154,12 @@ struct ClusterArgs {
     /// configs of several MB (with the election timeout above it).
     #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 100)]
     heartbeat_ms: u64,
+    /// How long a config write (POST /config, apply, rollback, resume)
+    /// waits to be committed before it is answered 503 (the write may
+    /// still commit later). Bounds writes sent to a leader that lost its
+    /// majority.
+    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    write_timeout_ms: u64,
     /// Raft election timeout range in milliseconds, `MIN-MAX`. A follower
     /// that has heard from a leader waits MAX (openraft's leader lease) plus
     /// a random time in MIN..MAX before standing: 600-800 ms by default.
@@ -393,6 +399,7 @@ async fn run_cluster(args: RunArgs) -> Result<()> {
     copts.tls = tls;
     copts.allow_insecure_cluster = c.allow_insecure_cluster;
     copts.heartbeat_ms = c.heartbeat_ms;
+    copts.write_timeout = std::time::Duration::from_millis(c.write_timeout_ms.max(1));
     copts.election_timeout_ms = (min, max);
     if let Some(url) = &c.git_url {
         let mut source = gateway_gitops::GitSource::new(url.clone());

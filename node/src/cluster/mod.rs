@@ -61,6 +61,8 @@ pub struct ClusterOptions {
     pub max_entry_bytes: usize,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// How long a write waits to be committed before answering 503.
+    pub write_timeout: Duration,
     /// GitOps: the region's config comes from this repository.
     pub git: Option<gitsync::GitOptions>,
 }
@@ -81,6 +83,7 @@ impl ClusterOptions {
             max_entry_bytes: MAX_PACKED_BYTES,
             heartbeat_ms: 100,
             election_timeout_ms: (200, 400),
+            write_timeout: Duration::from_secs(30),
             git: None,
         }
     }
@@ -122,6 +125,12 @@ pub enum ProposeError {
          (a follower must store an entry within one heartbeat): raise --max-entry-bytes together with --heartbeat-ms"
     )]
     TooLargeToReplicate { packed: usize, limit: usize },
+    #[error(
+        "not committed within {0:?}: this node leads but cannot reach a majority of its region \
+         (partitioned?), or the region is overloaded. The write may still commit later; \
+         check `gatewayctl history` before retrying"
+    )]
+    NotCommittedInTime(Duration),
     #[error("{0}")]
     Rejected(String),
     #[error(
@@ -147,9 +156,9 @@ impl ProposeError {
             ProposeError::TooLarge { .. } | ProposeError::TooLargeToReplicate { .. } => {
                 tonic::Status::resource_exhausted(self.to_string())
             }
-            ProposeError::NoLeader(_) | ProposeError::Forward { .. } => {
-                tonic::Status::unavailable(self.to_string())
-            }
+            ProposeError::NoLeader(_)
+            | ProposeError::Forward { .. }
+            | ProposeError::NotCommittedInTime(_) => tonic::Status::unavailable(self.to_string()),
             ProposeError::Raft(_) => tonic::Status::internal(self.to_string()),
         }
     }
@@ -166,6 +175,8 @@ pub struct Cluster {
     pub raft_addr: SocketAddr,
     pub git: Option<Arc<gitsync::GitSync>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Ends the process if the Raft core stops unasked (see `start`).
+    raft_watchdog: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -249,7 +260,22 @@ impl Cluster {
             local_error,
             raft_addr,
             tasks: Mutex::new(Vec::new()),
+            raft_watchdog: Mutex::new(None),
         });
+        // openraft runs its core as a task: if it panics, the process
+        // would keep serving proxy traffic with frozen Raft metrics, dead
+        // to its region (it would even keep reporting itself leader). Exit
+        // instead, so the supervisor (the StatefulSet) restarts the node,
+        // which serves from its disk at once and rejoins.
+        let mut metrics = raft.metrics();
+        *cluster.raft_watchdog.lock() = Some(tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {}
+            tracing::error!(
+                "the Raft core stopped without a shutdown (it panicked?): exiting with status 70 \
+                 so this node is restarted; it will serve its stored config at once"
+            );
+            std::process::exit(70);
+        }));
 
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
         if let Some(tls) = server_tls {
@@ -302,6 +328,9 @@ impl Cluster {
 
     /// Stop Raft and the gRPC server.
     pub async fn shutdown(&self) {
+        if let Some(w) = self.raft_watchdog.lock().take() {
+            w.abort();
+        }
         let _ = self.raft.shutdown().await;
         for t in self.tasks.lock().drain(..) {
             t.abort();
@@ -361,7 +390,14 @@ impl Cluster {
             .map_err(|e| WriteError::Propose(ProposeError::Rejected(e)))?;
         #[cfg(feature = "broken-apply-before-commit")]
         broken::apply_before_commit(self, &cmd).await;
-        match self.raft.client_write(cmd).await {
+        let written =
+            tokio::time::timeout(self.opts.write_timeout, self.raft.client_write(cmd)).await;
+        let Ok(written) = written else {
+            return Err(WriteError::Propose(ProposeError::NotCommittedInTime(
+                self.opts.write_timeout,
+            )));
+        };
+        match written {
             Ok(resp) => {
                 let out = resp.data;
                 if !out.ok {
