@@ -638,23 +638,55 @@ async fn decide_vote_guard(cluster: Arc<Cluster>, guard: Arc<VoteGuard>) {
         return;
     }
     let me = cluster.opts.node_id;
-    let mut needed = 0u64;
-    for (id, addr) in cluster.opts.peers.iter().filter(|(id, _)| **id != me) {
-        let Ok(ch) = cluster.dialer.channel(addr) else {
-            continue;
-        };
-        let mut client = ControlClient::new(ch);
-        let mut req = tonic::Request::new(pb::StatusRequest {});
-        req.set_timeout(Duration::from_millis(500));
-        if let Ok(s) = client.status(req).await {
+    let others: Vec<(NodeId, String)> = cluster
+        .opts
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, addr)| (*id, addr.clone()))
+        .collect();
+    // Until a peer of this region answers, this node does not know whether
+    // it lost data, so it keeps refusing votes (a node that reaches no peer
+    // cannot help elect anyone anyway).
+    let mut round = 0u32;
+    let needed = loop {
+        if others.is_empty() {
+            break 0;
+        }
+        let mut answered = false;
+        let mut needed = 0u64;
+        for (id, addr) in &others {
+            let Ok(ch) = cluster.dialer.channel(addr) else {
+                continue;
+            };
+            let mut client = ControlClient::new(ch);
+            let mut req = tonic::Request::new(pb::StatusRequest {});
+            req.set_timeout(Duration::from_millis(500));
+            let Ok(s) = client.status(req).await else {
+                continue;
+            };
             let s = s.into_inner();
-            if s.region == cluster.opts.region && s.members.iter().any(|m| m.id == me) {
+            if s.region != cluster.opts.region {
+                continue;
+            }
+            answered = true;
+            if s.members.iter().any(|m| m.id == me) {
+                // A node reports what its store has applied from the moment
+                // it starts (None: nothing yet, as in a new region).
                 let applied = s.last_applied_index.unwrap_or(0);
                 tracing::debug!(peer = id, applied, "peer's applied index");
                 needed = needed.max(applied);
             }
         }
-    }
+        if answered {
+            break needed;
+        }
+        round += 1;
+        if round % 25 == 1 {
+            tracing::info!("started with an empty store; waiting for a peer to say how far the region has committed before voting");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     if needed > 0 {
         tracing::warn!(
             needed,
