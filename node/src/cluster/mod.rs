@@ -629,6 +629,25 @@ fn openraft_config(
         .map_err(|e| ClusterError::RaftConfig(e.to_string()))
 }
 
+/// The status of each of `peers` that answers within 500 ms.
+async fn peer_statuses(
+    cluster: &Cluster,
+    peers: &[(NodeId, String)],
+) -> Vec<(NodeId, pb::NodeStatus)> {
+    let mut out = Vec::new();
+    for (id, addr) in peers {
+        let Ok(ch) = cluster.dialer.channel(addr) else {
+            continue;
+        };
+        let mut req = tonic::Request::new(pb::StatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        if let Ok(s) = ControlClient::new(ch).status(req).await {
+            out.push((*id, s.into_inner()));
+        }
+    }
+    out
+}
+
 /// Decide this node's [`VoteGuard`]: a node whose store holds a Raft group
 /// votes freely; one that starts empty asks its peers how far the region
 /// has committed and votes only once it has applied that far.
@@ -655,17 +674,7 @@ async fn decide_vote_guard(cluster: Arc<Cluster>, guard: Arc<VoteGuard>) {
         }
         let mut answered = false;
         let mut needed = 0u64;
-        for (id, addr) in &others {
-            let Ok(ch) = cluster.dialer.channel(addr) else {
-                continue;
-            };
-            let mut client = ControlClient::new(ch);
-            let mut req = tonic::Request::new(pb::StatusRequest {});
-            req.set_timeout(Duration::from_millis(500));
-            let Ok(s) = client.status(req).await else {
-                continue;
-            };
-            let s = s.into_inner();
+        for (id, s) in peer_statuses(&cluster, &others).await {
             if s.region != cluster.opts.region {
                 continue;
             }
@@ -718,22 +727,18 @@ async fn bootstrap(cluster: Arc<Cluster>) {
         // Ask every other peer whether it already belongs to a group.
         let mut fresh = 1; // this node
         let mut joined = None;
-        for (id, addr) in peers.iter().filter(|(id, _)| **id != me) {
-            let Ok(ch) = cluster.dialer.channel(addr) else {
-                continue;
-            };
-            let mut client = ControlClient::new(ch);
-            let mut req = tonic::Request::new(pb::StatusRequest {});
-            req.set_timeout(Duration::from_millis(500));
-            if let Ok(s) = client.status(req).await {
-                let s = s.into_inner();
-                if s.region != cluster.opts.region {
-                    tracing::error!(peer = id, peer_region = %s.region, "peer belongs to another region; not counting it");
-                } else if s.members.is_empty() {
-                    fresh += 1;
-                } else {
-                    joined = Some(*id);
-                }
+        let others: Vec<(NodeId, String)> = peers
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
+        for (id, s) in peer_statuses(&cluster, &others).await {
+            if s.region != cluster.opts.region {
+                tracing::error!(peer = id, peer_region = %s.region, "peer belongs to another region; not counting it");
+            } else if s.members.is_empty() {
+                fresh += 1;
+            } else {
+                joined = Some(id);
             }
         }
         if let Some(id) = joined {

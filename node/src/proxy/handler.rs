@@ -299,11 +299,11 @@ impl Proxy {
         // one does not, but is bounded on its own.
         let mut attempt: u32 = 0;
         let mut stale_resends = 0;
-        // The request head: moved into the one upstream request unless the
-        // request may be replayed, in which case each attempt gets a copy.
         // Consistent hashing on a cookie the client does not have yet: hash
         // on a new random value and set it on the response (as Kong does).
         let new_cookie: Option<(String, HeaderValue)> = new_hash_cookie(balancer, &parts);
+        // The request head: moved into the one upstream request unless the
+        // request may be replayed, in which case each attempt gets a copy.
         let mut parts_slot = Some(parts);
         while attempt < attempts {
             let Some(head) = parts_slot.as_ref() else {

@@ -152,11 +152,21 @@ impl UpstreamManager {
         // `https` health checks of an upstream trust the CA certificates
         // its services trust for proxying, so a private-CA backend is not
         // marked down by its own checks.
+        let upstream_index: HashMap<&str, usize> = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.as_str(), i))
+            .collect();
         let mut ca_pems: Vec<Vec<String>> = vec![Vec::new(); config.upstreams.len()];
-        for s in &config.services {
+        for s in config
+            .services
+            .iter()
+            .filter(|s| !s.ca_certificates.is_empty())
+        {
             let upstream = s
                 .upstream
-                .or_else(|| config.upstreams.iter().position(|u| u.name == s.host));
+                .or_else(|| upstream_index.get(s.host.as_str()).copied());
             if let Some(pems) = upstream.and_then(|u| ca_pems.get_mut(u)) {
                 for &c in &s.ca_certificates {
                     let pem = &config.ca_certificates[c].cert;
