@@ -277,6 +277,10 @@ pub fn router_path(s: &str) -> Result<(), String> {
     match s.strip_prefix('~') {
         Some(re) => regex(re).map_err(|e| format!("invalid regex: '{re}' ({e})")),
         None => {
+            // Without escapes or dot segments a path is already normalized.
+            if !s.contains('%') && !s.contains("/.") {
+                return Ok(());
+            }
             let n = normalize_path(s);
             if n != s {
                 return Err(format!("non-normalized path, consider use '{n}' instead"));

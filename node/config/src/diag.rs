@@ -66,9 +66,26 @@ impl Diag {
 
 /// `parent.key`, or `key` at the root.
 pub(crate) fn join_key(parent: &str, key: &str) -> String {
+    // Built by hand: this runs for every field read, and `format!` costs
+    // several times more than the copies.
     if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
+        return key.to_string();
     }
+    let mut s = String::with_capacity(parent.len() + 1 + key.len());
+    s.push_str(parent);
+    s.push('.');
+    s.push_str(key);
+    s
+}
+
+/// `parent[index]`, the path of a sequence item.
+pub(crate) fn join_index(parent: &str, index: usize) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(index);
+    let mut s = String::with_capacity(parent.len() + 2 + digits.len());
+    s.push_str(parent);
+    s.push('[');
+    s.push_str(digits);
+    s.push(']');
+    s
 }

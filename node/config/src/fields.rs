@@ -3,7 +3,7 @@
 //! checks. Every getter reports its own errors and returns `None` on failure,
 //! so decoders go on and collect everything.
 
-use crate::diag::{join_key, At, Diag};
+use crate::diag::{join_index, join_key, At, Diag};
 use crate::yaml::{Key, Node, Value};
 
 /// A node together with its file index and document path.
@@ -122,7 +122,7 @@ impl<'n> Field<'n> {
                     .map(|(i, node)| Field {
                         file: self.file,
                         node,
-                        path: format!("{}[{i}]", self.path),
+                        path: join_index(&self.path, i),
                     })
                     .collect(),
             ),

@@ -181,40 +181,106 @@ enum Step {
 /// last), so this is only for trusted, already validated text; callers fall
 /// back to [`load`] to report errors with their lines.
 pub fn load_trusted_json(text: &str) -> Option<Node> {
-    fn conv(v: serde_json::Value) -> Node {
-        use serde_json::Value as J;
-        let value = match v {
-            J::Null => Value::Null,
-            J::Bool(b) => Value::Bool(b),
-            J::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            J::String(s) => Value::Str(s),
-            J::Array(items) => Value::Seq(items.into_iter().map(conv).collect()),
-            J::Object(map) => Value::Map(
-                map.into_iter()
-                    .map(|(k, v)| {
-                        (
-                            Key {
-                                text: k,
-                                pos: Pos::default(),
-                            },
-                            conv(v),
-                        )
-                    })
-                    .collect(),
-            ),
-        };
-        Node {
-            pos: Pos::default(),
-            value,
-        }
-    }
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let root = conv(v);
+    let root = serde_json::from_str::<JsonNode>(text).ok()?.0;
     // The same limit the YAML reader enforces (JSON has no aliases).
     (root.height() <= MAX_DEPTH).then_some(root)
+}
+
+/// Deserializes JSON straight into a [`Node`] (no `serde_json::Value` in
+/// between: this is on every node's apply path).
+struct JsonNode(Node);
+
+impl<'de> serde::Deserialize<'de> for JsonNode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonNodeVisitor).map(JsonNode)
+    }
+}
+
+struct JsonNodeVisitor;
+
+fn unpositioned(value: Value) -> Node {
+    Node {
+        pos: Pos::default(),
+        value,
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonNodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(unpositioned(Value::Null))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
+        Ok(unpositioned(Value::Bool(b)))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Node, E> {
+        Ok(unpositioned(Value::Int(i)))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Node, E> {
+        Ok(unpositioned(match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(u as f64),
+        }))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Node, E> {
+        Ok(unpositioned(Value::Float(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
+        Ok(unpositioned(Value::Str(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Node, E> {
+        Ok(unpositioned(Value::Str(s)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(JsonNode(n)) = seq.next_element()? {
+            items.push(n);
+        }
+        Ok(unpositioned(Value::Seq(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        // serde_json keeps the last of duplicate keys; normalized text has
+        // none (see the function's doc).
+        let mut entries: Vec<(Key, Node)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        // Key -> position, only for maps too large for a linear search.
+        let mut index: Option<HashMap<String, usize>> = None;
+        while let Some((k, JsonNode(v))) = map.next_entry::<String, JsonNode>()? {
+            if entries.len() == 16 {
+                index = Some(
+                    entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (e, _))| (e.text.clone(), i))
+                        .collect(),
+                );
+            }
+            let existing = match &mut index {
+                Some(index) => match index.get(&k) {
+                    Some(&i) => Some(i),
+                    None => {
+                        index.insert(k.clone(), entries.len());
+                        None
+                    }
+                },
+                None => entries.iter().position(|(e, _)| e.text == k),
+            };
+            match existing {
+                Some(i) => entries[i].1 = v,
+                None => entries.push((
+                    Key {
+                        text: k,
+                        pos: Pos::default(),
+                    },
+                    v,
+                )),
+            }
+        }
+        Ok(unpositioned(Value::Map(entries)))
+    }
 }
 
 /// Load one YAML/JSON document.
@@ -663,6 +729,53 @@ fn is_core_float(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of a map node, in order.
+    fn keys(n: &Node) -> Vec<&str> {
+        n.as_map()
+            .expect("a map")
+            .iter()
+            .map(|(k, _)| k.text.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn trusted_json_reads_like_the_yaml_reader_without_positions() {
+        let text =
+            r#"{"a": [1, -2, 18446744073709551615, 1.5, "s\u00e9", true, null], "b": {"c": {}}}"#;
+        let mut yaml = load(text).root.expect("yaml root");
+        fn strip(n: &mut Node) {
+            n.pos = Pos::default();
+            match &mut n.value {
+                Value::Seq(items) => items.iter_mut().for_each(strip),
+                Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                    k.pos = Pos::default();
+                    strip(v)
+                }),
+                _ => {}
+            }
+        }
+        strip(&mut yaml);
+        assert_eq!(load_trusted_json(text), Some(yaml));
+        assert_eq!(load_trusted_json("{"), None);
+    }
+
+    #[test]
+    fn trusted_json_keeps_the_last_of_duplicate_keys_in_small_and_large_maps() {
+        let small = load_trusted_json(r#"{"x": 1, "y": 2, "x": 3}"#).unwrap();
+        assert_eq!(keys(&small), ["x", "y"]);
+        assert_eq!(small.as_map().unwrap()[0].1.value, Value::Int(3));
+        // 20 distinct keys, then k3 and k18 again: past the linear search.
+        let mut body: Vec<String> = (0..20).map(|i| format!("\"k{i}\": {i}")).collect();
+        body.push("\"k3\": 300".into());
+        body.push("\"k18\": 1800".into());
+        let large = load_trusted_json(&format!("{{{}}}", body.join(","))).unwrap();
+        let m = large.as_map().unwrap();
+        assert_eq!(m.len(), 20);
+        assert_eq!(m[3].1.value, Value::Int(300));
+        assert_eq!(m[18].1.value, Value::Int(1800));
+        assert_eq!(m[19].1.value, Value::Int(19));
+    }
 
     fn root(text: &str) -> Node {
         let l = load(text);
