@@ -78,6 +78,10 @@ pub struct LiveConfig {
     /// Serializes writers (reload from SIGHUP, admin, and later Raft) so two
     /// compiles never race to swap. Readers never touch it.
     apply_lock: tokio::sync::Mutex<()>,
+    /// A config this node parsed from source while proposing it, kept with
+    /// its hash so that applying the replicated version of it does not parse
+    /// the normalized text again (see [`LiveConfig::apply_version`]).
+    prepared: parking_lot::Mutex<Option<(String, Config)>>,
 }
 
 impl LiveConfig {
@@ -97,6 +101,7 @@ impl LiveConfig {
             upstreams,
             plugins,
             apply_lock: tokio::sync::Mutex::new(()),
+            prepared: parking_lot::Mutex::new(None),
         }))
     }
 
@@ -118,8 +123,13 @@ impl LiveConfig {
     /// Compile `config` and swap it in. The one code path for startup,
     /// SIGHUP, `POST /config` and (later) Raft apply.
     pub async fn apply(&self, config: Config) -> Result<Applied, ApplyError> {
-        let _guard = self.apply_lock.lock().await;
         let hash = config.hash();
+        self.apply_hashed(config, hash).await
+    }
+
+    /// [`LiveConfig::apply`] for a config whose `Config::hash()` is known.
+    async fn apply_hashed(&self, config: Config, hash: String) -> Result<Applied, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
         if self.current.load().hash == hash {
             return Ok(Applied::Unchanged { hash });
         }
@@ -136,6 +146,39 @@ impl LiveConfig {
     pub async fn apply_normalized(&self, name: &str, text: &str) -> Result<Applied, ApplyError> {
         let config = gateway_config::parse_normalized(name, text, &self.plugins)?;
         self.apply(config).await
+    }
+
+    /// Keep `config` (just parsed from source by this node, with hash
+    /// `hash`) for a coming [`LiveConfig::apply_version`] of the same hash.
+    /// Only the latest prepared config is kept.
+    pub fn prepare(&self, hash: String, config: Config) {
+        *self.prepared.lock() = Some((hash, config));
+    }
+
+    /// Apply a replicated version: the config this node prepared when it
+    /// has the version's hash (the proposer's case: no second parse), else
+    /// `text` through [`LiveConfig::apply_normalized`]. The hash identifies
+    /// the config's normalized form, so both give the same config.
+    pub async fn apply_version(
+        &self,
+        name: &str,
+        hash: &str,
+        text: &str,
+    ) -> Result<Applied, ApplyError> {
+        let prepared = {
+            let mut slot = self.prepared.lock();
+            match slot.take() {
+                Some((h, config)) if h == hash => Some(config),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        match prepared {
+            Some(config) => self.apply_hashed(config, hash.to_string()).await,
+            None => self.apply_normalized(name, text).await,
+        }
     }
 
     /// Parse, validate, compile and swap.
@@ -231,4 +274,50 @@ fn compile(
         services,
         loaded_at: SystemTime::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(yaml: &str) -> Vec<SourceFile> {
+        vec![SourceFile {
+            name: "kong.yml".into(),
+            text: yaml.into(),
+        }]
+    }
+
+    const ONE_SERVICE: &str = "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://127.0.0.1:9\n    routes:\n      - name: a\n        paths: [/a]\n";
+
+    #[tokio::test]
+    async fn a_prepared_config_is_applied_without_parsing_the_replicated_text() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let config = live.parse(&files(ONE_SERVICE)).unwrap();
+        let hash = config.hash();
+        live.prepare(hash.clone(), config);
+        // The text is not read when the hash matches the prepared config.
+        let applied = live.apply_version("v1", &hash, "not json").await.unwrap();
+        assert_eq!(applied, Applied::Swapped { hash: hash.clone() });
+        assert_eq!(live.current().hash, hash);
+        assert_eq!(live.current().config.services.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn another_hash_parses_the_replicated_text_and_keeps_the_prepared_one() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let config = live.parse(&files(ONE_SERVICE)).unwrap();
+        let hash = config.hash();
+        let text = serde_json::to_string(&config.to_declarative()).unwrap();
+        live.prepare(hash.clone(), config);
+        let err = live.apply_version("v0", "other-hash", "not json").await;
+        assert!(err.is_err(), "the text was parsed: {err:?}");
+        assert!(live.current().is_empty());
+        // The prepared config is still there for its own version.
+        let applied = live.apply_version("v1", &hash, "not json").await.unwrap();
+        assert_eq!(applied, Applied::Swapped { hash: hash.clone() });
+        // And the text path gives the same config.
+        let live2 = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        live2.apply_version("v1", &hash, &text).await.unwrap();
+        assert_eq!(live2.current().hash, hash);
+    }
 }

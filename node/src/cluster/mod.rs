@@ -355,6 +355,8 @@ impl Cluster {
         let hash = config.hash();
         let text = serde_json::to_string(&config.to_declarative())
             .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        // Applying the committed entry on this node reuses this parse.
+        self.live.prepare(hash.clone(), config);
         let config = PackedConfig::pack(&text);
         if config.packed_len() > self.opts.max_entry_bytes {
             return Err(ProposeError::TooLargeToReplicate {

@@ -37,10 +37,10 @@ impl LiveSink {
             tokio::runtime::RuntimeFlavor::MultiThread => {
                 let live = self.live.clone();
                 tokio::task::block_in_place(move || {
-                    handle.block_on(live.apply_normalized(&name, text))
+                    handle.block_on(live.apply_version(&name, &version.hash, text))
                 })
             }
-            _ => self.live.apply_normalized(&name, text).await,
+            _ => self.live.apply_version(&name, &version.hash, text).await,
         };
         match applied {
             Ok(Applied::Swapped { hash }) => {
