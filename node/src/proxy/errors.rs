@@ -15,6 +15,8 @@ pub enum GatewayError {
     NoService,
     BadRequest,
     BadPath,
+    /// An HTTP/1 request with both `Content-Length` and `Transfer-Encoding`.
+    AmbiguousFraming,
     BodyTooLarge,
     UpstreamFailed,
     NoHealthyUpstream,
@@ -30,7 +32,9 @@ impl GatewayError {
             GatewayError::NoService | GatewayError::NoHealthyUpstream => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            GatewayError::BadRequest | GatewayError::BadPath => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest | GatewayError::BadPath | GatewayError::AmbiguousFraming => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -48,6 +52,9 @@ impl GatewayError {
             GatewayError::NoService => "no Service found with those values",
             GatewayError::BadRequest => "Bad request",
             GatewayError::BadPath => "Bad request: invalid path",
+            GatewayError::AmbiguousFraming => {
+                "Bad request: both Content-Length and Transfer-Encoding"
+            }
             GatewayError::BodyTooLarge => "Request size limit exceeded",
             GatewayError::UpstreamFailed => {
                 "An invalid response was received from the upstream server"

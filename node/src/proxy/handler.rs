@@ -1,7 +1,8 @@
 //! The request pipeline of one proxied request.
 //!
 //! ```text
-//! framing checks -> snapshot load -> path normalize -> route
+//! framing checks (h1_guard's flag, header shapes) -> snapshot load
+//!   -> path normalize -> route
 //!   -> plugins.request_filter -> https redirect / service checks
 //!   -> build upstream request (path, Host, X-Forwarded-*, hop-by-hop)
 //!   -> plugins.upstream_request_filter
@@ -19,6 +20,7 @@ use crate::proxy::body::{
 };
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
 use crate::proxy::forward::{self, ClientSide, TrustedProxies};
+use crate::proxy::h1_guard::FramingAlarm;
 use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
 use crate::upstream::{HashInput, Outcome};
@@ -70,6 +72,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub tls: bool,
     pub sni: Option<Arc<str>>,
+    /// Set by the connection's `H1Guard` when an HTTP/1 request head had
+    /// both `Content-Length` and `Transfer-Encoding`.
+    pub framing: Arc<FramingAlarm>,
 }
 
 /// The proxy: shared by all connections of all listeners.
@@ -110,6 +115,21 @@ impl Proxy {
         let started = Instant::now();
         let request_id = self.next_request_id();
 
+        // hyper accepted this one and dropped its Content-Length; the
+        // socket guard saw both headers. Refused unread, never forwarded;
+        // hyper closes the connection after the response.
+        if conn.framing.take_request_is_ambiguous() {
+            tracing::debug!(
+                request_id,
+                peer = %conn.peer,
+                why = "both Content-Length and Transfer-Encoding",
+                "rejected request framing"
+            );
+            let mut resp = error_response(GatewayError::AmbiguousFraming, &request_id);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
         if let Err(why) = check_framing(&req) {
             tracing::debug!(request_id, peer = %conn.peer, why, "rejected request framing");
             let mut resp = error_response(GatewayError::BadRequest, &request_id);

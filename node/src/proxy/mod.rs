@@ -1,6 +1,9 @@
 //! The proxy: listeners, the request pipeline and its layers.
 //!
 //! - `server`: accept loop, h1/h2c connections, limits, graceful drain.
+//! - `h1_guard`: watches HTTP/1 request framing on the client socket to
+//!   catch `Content-Length` + `Transfer-Encoding` before hyper drops the
+//!   former.
 //! - `handler`: the per-request pipeline and upstream exchange.
 //! - `pool`: upstream connections (keep-alive / h2c).
 //! - `forward`: hop-by-hop and `X-Forwarded-*` header rules.
@@ -11,6 +14,7 @@
 pub mod body;
 pub mod errors;
 pub mod forward;
+pub mod h1_guard;
 pub mod handler;
 pub mod pool;
 pub mod server;

@@ -5,12 +5,16 @@
 //!   knowledge, auto-detected per connection.
 //! - Header section read timeout (slowloris) and size limit (-> 431, from
 //!   hyper's parser).
+//! - Every client socket is wrapped in `h1_guard::H1Guard`, which flags a
+//!   request head carrying both `Content-Length` and `Transfer-Encoding` in
+//!   the connection's `ConnInfo::framing` (the proxy answers it 400).
 //! - A panicking handler answers 500 for that request only.
 //! - Graceful shutdown: stop accepting, let in-flight exchanges finish up to
 //!   a drain timeout, then close what is left.
 
 use crate::proxy::body::ProxyBody;
 use crate::proxy::errors::{error_response, GatewayError};
+use crate::proxy::h1_guard::{FramingAlarm, H1Guard};
 use crate::proxy::handler::{ConnInfo, Stats};
 use futures_util::FutureExt;
 use http::{Request, Response};
@@ -85,12 +89,14 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let local = listener.local_addr().ok();
+    // hyper's read buffer limit: no request head it accepts is longer.
+    let max_head = limits.max_header_size.max(8192);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_size.max(8192))
+        .max_buf_size(max_head)
         .keep_alive(true);
     builder
         .http2()
@@ -113,6 +119,7 @@ pub async fn serve<H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let framing = FramingAlarm::new();
         let info = ConnInfo {
             peer,
             local: stream
@@ -120,6 +127,7 @@ pub async fn serve<H, F>(
                 .unwrap_or_else(|_| local.unwrap_or(peer)),
             tls: false,
             sni: None,
+            framing: framing.clone(),
         };
         if let Some(s) = &stats {
             s.connections_accepted.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +148,10 @@ pub async fn serve<H, F>(
             }
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(H1Guard::new(stream, max_head, framing)),
+                service,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         let stats = stats.clone();
