@@ -177,14 +177,19 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
 
 /// Run blocking redb work off the async workers. Every caller awaits it
 /// before returning, so writes stay serialized.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, String>
+/// Run `f` on a blocking thread. It starts when this is called, not when
+/// the returned future is first polled.
+pub(crate) fn blocking<T, F>(f: F) -> impl std::future::Future<Output = Result<T, String>>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, String> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(format!("storage task failed: {e}")),
+    let task = tokio::task::spawn_blocking(f);
+    async move {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("storage task failed: {e}")),
+        }
     }
 }
 

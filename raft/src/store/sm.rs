@@ -184,6 +184,12 @@ impl StateMachine {
     }
 
     async fn write(&self, w: SmWrite) -> Result<(), String> {
+        self.start_write(w).await
+    }
+
+    /// Start writing `w` in one redb transaction on a blocking thread now;
+    /// the returned future waits for it (and its fsync).
+    fn start_write(&self, w: SmWrite) -> impl std::future::Future<Output = Result<(), String>> {
         let db = self.db.clone();
         blocking(move || {
             let txn = db
@@ -236,7 +242,6 @@ impl StateMachine {
             txn.commit()
                 .map_err(|e| db.err("committing the state machine", e))
         })
-        .await
     }
 
     /// Publish committed state to readers.
@@ -381,7 +386,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             w.versions.push((index, bytes));
         }
-        self.write(w).await.map_err(sm_write_err)?;
+        // The entries are committed, so the node may serve the new version
+        // while its store is being written: the compile overlaps the fsync.
+        // A failed write stops the Raft core (and the process); on restart
+        // the entries are applied again from the log.
+        let written = self.start_write(w);
         let activate = if state.meta.active != active_before {
             state.active().cloned()
         } else {
@@ -392,6 +401,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             tracing::info!(version = %version.id, hash = %version.hash, "active config version changed");
             self.sink.activate(&version).await;
         }
+        written.await.map_err(sm_write_err)?;
         Ok(out)
     }
 
