@@ -490,7 +490,20 @@ async fn main() {
                     (r, errs)
                 }
             };
-            samples.push(t.elapsed());
+            let took = t.elapsed();
+            samples.push(took);
+            if took > Duration::from_millis(100) {
+                // With NODE_LOG=info and NODE_LOG_DIR, the node logs around
+                // this time tell where it went.
+                eprintln!(
+                    "{label} proposal {k}: slow, {} ms (to node {}, answered at unix time {:.3})",
+                    took.as_millis(),
+                    leader + 1,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64())
+                );
+            }
             for e in errs {
                 eprintln!("{label} proposal {k}: retried after: {e}");
                 retries.push((label, k, e));
