@@ -21,7 +21,9 @@
 //! 3. acknowledged versions missing from any node's history afterwards;
 //! 4. proxy requests to the two surviving nodes during each kill window.
 //!
-//! Env: `SMALL_PROPOSALS` (50), `LARGE_PROPOSALS` (10), `KILLS` (20),
+//! Env: `SETTLE` (0; 1 = each proposal waits, untimed, until all nodes applied
+//! the previous one), `SLOW_MS` (100; slower proposals are printed with
+//! their wall-clock time), `SMALL_PROPOSALS` (50), `LARGE_PROPOSALS` (10), `KILLS` (20),
 //! `LARGE_SERVICES` (20000), `SMALL_SERVICES` (400), `NODE_LOG` (the nodes'
 //! `GATEWAY_LOG`, default `error,openraft=off`), `NODE_LOG_DIR` (append each
 //! node's stderr to `<dir>/node<N>.log` instead of inheriting it).
@@ -433,6 +435,13 @@ async fn main() {
     let kills = env_usize("KILLS", 20);
     let small_services = env_usize("SMALL_SERVICES", 400);
     let large_services = env_usize("LARGE_SERVICES", 20_000);
+    // SETTLE=1: wait (untimed) until all nodes applied a proposal before
+    // sending the next. Default 0: back to back, so the followers are still
+    // applying the previous config while the leader parses the next one (on
+    // this 2-core machine, they share its cores).
+    let settle = env_usize("SETTLE", 0) == 1;
+    // Proposals slower than this are printed with their time (SLOW_MS).
+    let slow = Duration::from_millis(env_usize("SLOW_MS", 100) as u64);
 
     eprintln!("load average at start: {}", loadavg());
     let up = upstream().await;
@@ -492,7 +501,7 @@ async fn main() {
             };
             let took = t.elapsed();
             samples.push(took);
-            if took > Duration::from_millis(100) {
+            if took > slow {
                 // With NODE_LOG=info and NODE_LOG_DIR, the node logs around
                 // this time tell where it went.
                 eprintln!(
@@ -514,6 +523,13 @@ async fn main() {
             );
             last_hash = r.configuration_hash.clone();
             acks.push(r);
+            if settle {
+                // Untimed: every node has applied this one before the next
+                // is sent, so each sample starts from an idle region.
+                for i in all {
+                    region.wait_caught_up(i, &all).await;
+                }
+            }
         }
         eprintln!("{label} done; load average {}", loadavg());
         latency.push((label, size, samples));
@@ -672,7 +688,10 @@ async fn main() {
     println!("|---|---:|---:|---:|---:|");
     for (label, size, samples) in &mut latency {
         row(
-            &format!("commit latency, {label} config ({size} bytes), to leader"),
+            &format!(
+                "commit latency, {label} config ({size} bytes), to leader, {}",
+                if settle { "settled" } else { "back to back" }
+            ),
             samples,
         );
     }

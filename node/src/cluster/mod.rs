@@ -446,10 +446,21 @@ impl Cluster {
                 git.opts.source.branch
             )));
         }
+        let started = std::time::Instant::now();
         let cmd =
             cpu_heavy(|| self.config_command(files, author, message)).map_err(|e| e.to_status())?;
+        let validated = started.elapsed();
         match self.write_local(cmd).await {
-            Ok(reply) => Ok(reply),
+            Ok(reply) => {
+                tracing::info!(
+                    index = reply.index,
+                    hash = %reply.configuration_hash,
+                    validate_ms = validated.as_secs_f64() * 1e3,
+                    commit_and_apply_ms = (started.elapsed() - validated).as_secs_f64() * 1e3,
+                    "proposal committed and served here"
+                );
+                Ok(reply)
+            }
             Err(WriteError::NotLeader { id, addr }) if !already_forwarded => {
                 let mut client = self.leader_client(id, &addr).map_err(|e| e.to_status())?;
                 let req = pb::ProposeConfigRequest {
