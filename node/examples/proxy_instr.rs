@@ -75,7 +75,9 @@ fn kong_yaml(n: usize, upstream: SocketAddr) -> String {
 }
 
 async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
     tokio::spawn(async move {
         loop {
@@ -112,9 +114,11 @@ fn free_port() -> SocketAddr {
 /// One `GET` on a fresh connection with `Connection: close`.
 async fn get_once(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.ok()?;
     let head = String::from_utf8_lossy(&buf);
@@ -185,12 +189,15 @@ async fn drive(proxy: SocketAddr, total: usize, conns: usize) -> usize {
     for _ in 0..conns.max(1) {
         let (next, failed) = (next.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(proxy).await.expect("connect to the proxy");
+            let stream = TcpStream::connect(proxy)
+                .await
+                .expect("connect to the proxy");
             let _ = stream.set_nodelay(true);
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .expect("client handshake");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await
+            .expect("client handshake");
             tokio::spawn(conn);
             let path = format!("/svc-{BENCH_ID}/v1/items");
             while next.fetch_add(1, Ordering::Relaxed) < total {

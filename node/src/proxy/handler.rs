@@ -153,9 +153,7 @@ impl Proxy {
             started,
             extensions: http::Extensions::new(),
         };
-        let ids = RequestIdValue {
-            original: id_value,
-        };
+        let ids = RequestIdValue { original: id_value };
         let (resp, upstream_addr, chain) = self
             .pipeline(&snap, req, &conn, &mut ctx, &ids, &mut vb)
             .await;
@@ -437,9 +435,7 @@ impl Proxy {
             let host_value = if route.preserve_host {
                 host.and(host_value.clone())
             } else {
-                srt.host_header
-                    .clone()
-                    .or_else(|| peer.host_header.clone())
+                srt.host_header.clone().or_else(|| peer.host_header.clone())
             };
             let uri = match srt.wire {
                 Wire::Http1 => match &same_pq {
