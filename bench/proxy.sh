@@ -21,7 +21,8 @@
 #   RETRIES [2]         hypervisor steal used >= FOREIGN_MAX % of a core is run
 #                       again, up to RETRIES
 #                       times; the last attempt is kept and flagged
-#   SKIP_BUILD [0]      1 = use the existing target/release/gateway
+#   SKIP_BUILD [0]      1 = use the existing gateway binary (GATEWAY)
+#   GATEWAY [$CARGO_TARGET_DIR or target, /release/gateway]  binary to measure
 #   OUT [bench/out/proxy-DATE]  where configs, logs and results go
 #
 # Fairness (2-core machine): wrk has core 0 to itself; the proxy under test
@@ -59,7 +60,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 BENCH_ID=${BENCH_ID:-9991}
 BENCH_PATH="/svc-${BENCH_ID}/v1/items"
 OUT=${OUT:-$ROOT/bench/out/proxy-$(date +%Y%m%d-%H%M%S)}
-GATEWAY=$ROOT/target/release/gateway
+GATEWAY=${GATEWAY:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gateway}
 
 log() { printf '[proxy.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

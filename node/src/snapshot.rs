@@ -136,6 +136,9 @@ impl LiveConfig {
         let compiled = compile(config, hash, &self.upstreams, &self.plugins)?;
         let hash = compiled.hash.clone();
         self.current.store(Arc::new(compiled));
+        // Off this path: a commit's reply waits for the apply. Running a
+        // little later also catches the caller's parse temporaries.
+        tokio::task::spawn_blocking(release_freed_memory);
         tracing::info!(configuration_hash = %hash, "configuration applied");
         Ok(Applied::Swapped { hash })
     }
@@ -185,6 +188,20 @@ impl LiveConfig {
     pub async fn apply_files(&self, files: &[SourceFile]) -> Result<Applied, ApplyError> {
         let config = self.parse(files)?;
         self.apply(config).await
+    }
+}
+
+/// A swap frees the old snapshot (unless a request still holds it) and
+/// the parse's temporaries; glibc keeps freed memory in its arenas, which
+/// made a 10,000-route node sit at 85 MiB RSS of which 15 MB was live.
+/// Give it back to the OS. (mimalloc, when it is the allocator, returns
+/// freed pages by itself.)
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+    // SAFETY: `malloc_trim` has no preconditions; it only walks glibc's
+    // own arenas under their locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -15,23 +15,30 @@
 //! `..`, `./` or `../` removed (`sanitize_uri_postfix`).
 
 use gateway_config::PathHandling;
+use std::borrow::Cow;
 
 /// The upstream path Kong sends for a matched request (`path_handling` v0/v1,
 /// `strip_path`), including Kong's slash-merging rules. `service_path` is the
 /// service's `path` (None = "/"); `req_path` the request path the route was
 /// matched against (normalized, no query); `matched_path_len` from
-/// [`crate::RouteMatch`].
-pub fn upstream_path(
+/// [`crate::RouteMatch`]. Borrows `req_path` when the upstream path is the
+/// request path unchanged (service path `/`, no `strip_path`), the common
+/// case, so that nothing is allocated for it.
+pub fn upstream_path<'a>(
     service_path: Option<&str>,
-    req_path: &str,
+    req_path: &'a str,
     matched_path_len: usize,
     strip_path: bool,
     path_handling: PathHandling,
-) -> String {
+) -> Cow<'a, str> {
     let base = match service_path {
         Some(p) if !p.is_empty() => p,
         _ => "/",
     };
+    // Both v0 and v1 give `base + req_path[1..]` here, i.e. `req_path`.
+    if !strip_path && base == "/" && req_path.starts_with('/') {
+        return Cow::Borrowed(req_path);
+    }
     // Kong: `request_prefix = strip_path and matched_path`; without a path
     // match (no paths on the route) the postfix is the path minus its `/`.
     let raw_postfix = if strip_path && matched_path_len > 0 {
@@ -40,10 +47,10 @@ pub fn upstream_path(
         req_path.get(1..).unwrap_or("")
     };
     let postfix = sanitize_postfix(raw_postfix);
-    match path_handling {
+    Cow::Owned(match path_handling {
         PathHandling::V0 => v0(base, postfix, req_path, strip_path),
         PathHandling::V1 => v1(base, postfix, req_path, strip_path),
-    }
+    })
 }
 
 /// Kong's `sanitize_uri_postfix`.

@@ -34,9 +34,11 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// An empty body.
+/// An empty body (zero-sized: boxing it allocates nothing).
 pub fn empty() -> ProxyBody {
-    full(Bytes::new())
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Box any body into a `ProxyBody`.
@@ -139,11 +141,17 @@ where
 pin_project! {
     /// Fails with `BodyError::Idle` when the inner body yields nothing for
     /// `timeout`. The timer restarts after every frame.
+    ///
+    /// The timer is armed only when the inner body has nothing ready (from
+    /// that moment on), so a body whose frames are ready when polled, such
+    /// as a small response that came with its head, never touches the
+    /// timer wheel (nor allocates the timer: it is boxed, which also keeps
+    /// this wrapper small to move).
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Sleep,
+        sleep: Option<Pin<Box<Sleep>>>,
+        armed: bool,
         timeout: Duration,
         what: &'static str,
     }
@@ -153,7 +161,8 @@ impl<B> IdleTimeout<B> {
     pub fn new(inner: B, timeout: Duration, what: &'static str) -> Self {
         IdleTimeout {
             inner,
-            sleep: tokio::time::sleep(timeout),
+            sleep: None,
+            armed: false,
             timeout,
             what,
         }
@@ -172,12 +181,24 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(item) = this.inner.poll_frame(cx) {
-            this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+            // Restart the idle period at the next wait.
+            *this.armed = false;
             return Poll::Ready(item.map(|r| r.map_err(Into::into)));
         }
-        if this.sleep.as_mut().poll(cx).is_ready() {
+        if !*this.armed {
+            let deadline = Instant::now() + *this.timeout;
+            match this.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            *this.armed = true;
+        }
+        let Some(sleep) = this.sleep.as_mut() else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(BodyError::Idle(
                 *this.timeout,
                 this.what,

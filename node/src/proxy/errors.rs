@@ -3,10 +3,10 @@
 //! `X-Gateway-Request-Id` header.
 
 use crate::proxy::body::{full, ProxyBody};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 /// Response header carrying the gateway's request id, on every response.
-pub const REQUEST_ID_HEADER: &str = "x-gateway-request-id";
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-gateway-request-id");
 
 /// Why the gateway answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ mod tests {
     async fn no_route_is_kongs_404_with_request_id() {
         let resp = error_response(GatewayError::NoRoute, "abc123");
         assert_eq!(resp.status(), 404);
-        assert_eq!(resp.headers()[REQUEST_ID_HEADER], "abc123");
+        assert_eq!(resp.headers()[&REQUEST_ID_HEADER], "abc123");
         let body = resp.into_body().collect().await.map(|c| c.to_bytes()).ok();
         let v: serde_json::Value =
             serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();

@@ -74,7 +74,7 @@ impl TrustedProxies {
         }
         let mut last = peer;
         let hops: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -90,46 +90,141 @@ impl TrustedProxies {
     }
 }
 
+/// Header names this module sets or removes, as constants so that no
+/// header name is parsed or allocated per request.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes hop-by-hop headers (RFC 9110 7.6.1), including those named in
 /// `Connection`. `keep_upgrade` keeps `Upgrade`/`Connection: upgrade` for
 /// protocol switches; `TE: trailers` is kept (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-        .collect();
-    for n in named {
-        headers.remove(n);
+    // Usually there is none: one pass over the names instead of a lookup
+    // per hop-by-hop name.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
     for n in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "transfer-encoding",
-        "trailer",
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::TRANSFER_ENCODING,
+        header::TRAILER,
     ] {
         headers.remove(n);
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
+    // Only the first `TE` value is looked at, as before.
+    if let Some(te) = headers.remove(header::TE) {
+        let te_trailers = te.to_str().is_ok_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::CONNECTION);
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// Names `strip_hop_by_hop` removes whatever `Connection` says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHENTICATE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Header values made for one request, written into one shared buffer:
+/// two allocations for all of them (the buffer and, at the first split,
+/// its reference count), and cloning a value only counts a reference.
+pub struct ValueBuf {
+    buf: bytes::BytesMut,
+}
+
+impl Default for ValueBuf {
+    fn default() -> Self {
+        ValueBuf {
+            buf: bytes::BytesMut::with_capacity(160),
+        }
+    }
+}
+
+impl ValueBuf {
+    /// A header value with these bytes (None if not a valid value).
+    pub fn bytes(&mut self, b: &[u8]) -> Option<HeaderValue> {
+        self.buf.extend_from_slice(b);
+        self.take()
+    }
+
+    /// An IP address as a header value.
+    pub fn ip(&mut self, ip: IpAddr) -> Option<HeaderValue> {
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf.extend_from_slice(b".");
+                    }
+                    self.push_dec(o.into());
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::fmt::Write;
+                write!(self.buf, "{v6}").ok()?;
+            }
+        }
+        self.take()
+    }
+
+    /// A port number as a header value.
+    pub fn port(&mut self, port: u16) -> Option<HeaderValue> {
+        self.push_dec(port.into());
+        self.take()
+    }
+
+    fn push_dec(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&digits[i..]);
+    }
+
+    fn take(&mut self) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.buf.split().freeze()).ok()
     }
 }
 
@@ -141,43 +236,66 @@ pub struct ClientSide<'a> {
     /// `http` or `https`.
     pub scheme: &'static str,
     pub host: Option<&'a str>,
+    /// The client's `Host` header value (`host`), when it has one.
+    pub host_value: Option<&'a HeaderValue>,
     pub local_port: u16,
     /// The path prefix `strip_path` removed, if any.
     pub stripped_prefix: Option<&'a str>,
 }
 
 /// Set `X-Forwarded-*`, `X-Real-IP` and `Via` on an upstream request.
-pub fn set_forwarded(headers: &mut HeaderMap, c: &ClientSide<'_>) {
-    let xff = match headers
-        .get_all("x-forwarded-for")
+/// New values are written into `vb`.
+pub fn set_forwarded(headers: &mut HeaderMap, c: &ClientSide<'_>, vb: &mut ValueBuf) {
+    // Room for the headers added below, so the map grows at most once.
+    headers.reserve(7);
+    let peer_ip = vb.ip(c.peer.ip());
+    let mut prev_xff = headers
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-    {
-        v if v.is_empty() => c.peer.ip().to_string(),
-        v => format!("{}, {}", v.join(", "), c.peer.ip()),
+        .peekable();
+    let xff = if prev_xff.peek().is_some() {
+        for prev in prev_xff {
+            vb.buf.extend_from_slice(prev.as_bytes());
+            vb.buf.extend_from_slice(b", ");
+        }
+        if let Some(ip) = &peer_ip {
+            vb.buf.extend_from_slice(ip.as_bytes());
+        }
+        vb.take()
+    } else {
+        peer_ip.clone()
     };
-    set(headers, "x-forwarded-for", &xff);
-    set(headers, "x-real-ip", &c.client_ip.to_string());
-    let keep = |h: &HeaderMap, n: &str| c.trusted && h.contains_key(n);
-    if !keep(headers, "x-forwarded-proto") {
-        set(headers, "x-forwarded-proto", c.scheme);
+    insert(headers, X_FORWARDED_FOR, xff);
+    let real_ip = if c.client_ip == c.peer.ip() {
+        peer_ip
+    } else {
+        vb.ip(c.client_ip)
+    };
+    insert(headers, X_REAL_IP, real_ip);
+    let keep = |h: &HeaderMap, n: &HeaderName| c.trusted && h.contains_key(n);
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(c.scheme));
     }
-    if !keep(headers, "x-forwarded-host") {
+    if !keep(headers, &X_FORWARDED_HOST) {
         if let Some(host) = c.host {
-            let host = host_without_port(host);
-            set(headers, "x-forwarded-host", host);
+            let bare = host_without_port(host);
+            let value = match c.host_value {
+                Some(v) if bare.len() == host.len() => Some(v.clone()),
+                _ => vb.bytes(bare.as_bytes()),
+            };
+            insert(headers, X_FORWARDED_HOST, value);
         }
     }
-    if !keep(headers, "x-forwarded-port") {
-        let port = c.host.and_then(port_of).unwrap_or(c.local_port).to_string();
-        set(headers, "x-forwarded-port", &port);
+    if !keep(headers, &X_FORWARDED_PORT) {
+        let port = c.host.and_then(port_of).unwrap_or(c.local_port);
+        insert(headers, X_FORWARDED_PORT, vb.port(port));
     }
-    if !keep(headers, "x-forwarded-prefix") {
+    if !keep(headers, &X_FORWARDED_PREFIX) {
         match c.stripped_prefix {
-            Some(p) if !p.is_empty() => set(headers, "x-forwarded-prefix", p),
+            Some(p) if !p.is_empty() => insert(headers, X_FORWARDED_PREFIX, vb.bytes(p.as_bytes())),
             _ => {
-                headers.remove("x-forwarded-prefix");
+                headers.remove(X_FORWARDED_PREFIX);
             }
         }
     }
@@ -187,17 +305,15 @@ pub fn set_forwarded(headers: &mut HeaderMap, c: &ClientSide<'_>) {
 /// Append this gateway to `Via`.
 pub fn append_via(headers: &mut HeaderMap) {
     let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(v) if !v.is_empty() => format!("{v}, {VIA}"),
-        _ => VIA.to_owned(),
+        Some(v) if !v.is_empty() => HeaderValue::from_str(&format!("{v}, {VIA}")).ok(),
+        _ => Some(HeaderValue::from_static(VIA)),
     };
-    set(headers, "via", &via);
+    insert(headers, header::VIA, via);
 }
 
-/// `name` is a lower-case literal: `from_static` borrows it, so no header
-/// name is allocated per request.
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), v);
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    if let Some(v) = value {
+        headers.insert(name, v);
     }
 }
 
@@ -279,10 +395,11 @@ mod tests {
             trusted: false,
             scheme: "http",
             host: Some("api.example.com:8000"),
+            host_value: None,
             local_port: 8000,
             stripped_prefix: Some("/foo"),
         };
-        set_forwarded(&mut h, &c);
+        set_forwarded(&mut h, &c, &mut ValueBuf::default());
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.1");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -307,10 +424,11 @@ mod tests {
             trusted: true,
             scheme: "http",
             host: Some("gw.internal"),
+            host_value: None,
             local_port: 8000,
             stripped_prefix: None,
         };
-        set_forwarded(&mut h, &c);
+        set_forwarded(&mut h, &c, &mut ValueBuf::default());
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "public.example.com");
         assert_eq!(h["x-forwarded-port"], "443");

@@ -19,7 +19,7 @@ use crate::proxy::body::{
     self, find_body_error, BodyError, BoxError, IdleTimeout, Limited, OnEnd, ProxyBody,
 };
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
-use crate::proxy::forward::{self, ClientSide, TrustedProxies};
+use crate::proxy::forward::{self, ClientSide, TrustedProxies, ValueBuf};
 use crate::proxy::h1_guard::FramingAlarm;
 use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
@@ -99,9 +99,17 @@ impl Proxy {
         })
     }
 
-    fn next_request_id(&self) -> String {
+    /// A new request id (32 hex digits), and the same as a header value
+    /// (written into `vb`).
+    fn next_request_id(&self, vb: &mut ValueBuf) -> (String, Option<HeaderValue>) {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:016x}", self.id_prefix, n)
+        let mut buf = [0u8; 32];
+        hex16(self.id_prefix, &mut buf[..16]);
+        hex16(n, &mut buf[16..]);
+        let value = vb.bytes(&buf);
+        // Hex digits only, so always UTF-8.
+        let id = std::str::from_utf8(&buf).unwrap_or_default().to_owned();
+        (id, value)
     }
 
     /// Handle one client request. Never panics on input; every failure is
@@ -113,7 +121,9 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         self.stats.total_requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let request_id = self.next_request_id();
+        // Header values this request makes share one buffer.
+        let mut vb = ValueBuf::default();
+        let (request_id, id_value) = self.next_request_id(&mut vb);
 
         // hyper accepted this one and dropped its Content-Length; the
         // socket guard saw both headers. Refused unread, never forwarded;
@@ -163,12 +173,15 @@ impl Proxy {
             started,
             extensions: http::Extensions::new(),
         };
-        let (resp, upstream_addr, chain) = self.pipeline(&snap, req, &conn, &mut ctx).await;
+        let ids = RequestIdValue { original: id_value };
+        let (resp, upstream_addr, chain) = self
+            .pipeline(&snap, req, &conn, &mut ctx, &ids, &mut vb)
+            .await;
         let (mut parts, body) = resp.into_parts();
         for p in chain.iter() {
             p.response_filter(&mut parts, &mut ctx);
         }
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        if let Some(v) = ids.value(&ctx.request_id) {
             parts.headers.insert(REQUEST_ID_HEADER, v);
         }
         if chain.is_empty() {
@@ -192,10 +205,15 @@ impl Proxy {
         req: Request<Incoming>,
         conn: &ConnInfo,
         ctx: &mut RequestCtx,
+        ids: &RequestIdValue,
+        vb: &mut ValueBuf,
     ) -> (Response<ProxyBody>, Option<SocketAddr>, Chain) {
         let no_chain = snap.plugins.for_route(None).clone();
-        let path = match gateway_router::normalize_path(req.uri().path()) {
-            Ok(p) => p.into_owned(),
+        // A copy of the URI (reference counts, no allocation) so the
+        // normalized path can borrow from it while `req` moves on.
+        let req_uri = req.uri().clone();
+        let path = match gateway_router::normalize_path(req_uri.path()) {
+            Ok(p) => p,
             Err(_) => {
                 return (
                     error_response(GatewayError::BadPath, &ctx.request_id),
@@ -204,10 +222,13 @@ impl Proxy {
                 )
             }
         };
-        let host_owned = request_host(&req).map(str::to_owned);
+        // The client's host as a header value (the `Host` header shares the
+        // request's buffer, so this copies nothing).
+        let host_value = request_host(&req);
+        let host = host_value.as_ref().and_then(|v| v.to_str().ok());
         let found = snap.router.find(&gateway_router::RequestView {
             method: req.method().as_str(),
-            host: host_owned.as_deref(),
+            host,
             path: &path,
             sni: conn.sni.as_deref(),
             headers: req.headers(),
@@ -240,7 +261,7 @@ impl Proxy {
         {
             let resp = https_redirect(
                 route.https_redirect_status_code,
-                host_owned.as_deref(),
+                host,
                 &parts.uri,
                 &ctx.request_id,
             );
@@ -274,9 +295,15 @@ impl Proxy {
         );
         let stripped =
             (route.strip_path && m.matched_path_len > 0).then(|| &path[..m.matched_path_len]);
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{up_path}?{q}"),
-            None => up_path,
+        // The request's own path and query when the upstream path is the
+        // request path unchanged (shares the request's buffer).
+        let same_pq = (up_path == parts.uri.path())
+            .then(|| parts.uri.path_and_query().cloned())
+            .flatten();
+        let path_and_query: std::borrow::Cow<'_, str> = match (&same_pq, parts.uri.query()) {
+            (Some(pq), _) => pq.as_str().into(),
+            (None, Some(q)) => format!("{up_path}?{q}").into(),
+            (None, None) => up_path,
         };
         let upgrade = parts.version <= http::Version::HTTP_11 && is_upgrade(&parts.headers);
         let client_upgrade = if upgrade {
@@ -284,7 +311,6 @@ impl Proxy {
         } else {
             None
         };
-        let host_for_forwarded = host_owned.clone();
         forward::strip_hop_by_hop(&mut parts.headers, upgrade);
         forward::set_forwarded(
             &mut parts.headers,
@@ -293,12 +319,14 @@ impl Proxy {
                 client_ip: ctx.client_addr.ip(),
                 trusted: self.settings.trusted.contains(conn.peer.ip()),
                 scheme,
-                host: host_for_forwarded.as_deref(),
+                host,
+                host_value: host_value.as_ref(),
                 local_port: conn.local.port(),
                 stripped_prefix: stripped,
             },
+            vb,
         );
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        if let Some(v) = ids.value(&ctx.request_id) {
             parts.headers.insert(REQUEST_ID_HEADER, v);
         }
         parts.extensions = http::Extensions::new();
@@ -307,12 +335,22 @@ impl Proxy {
         }
 
         // The body, with the client-side limits as layers.
-        let mut body: Option<ProxyBody> = Some(wrap_request_body(body, &self.settings));
-        let replayable =
-            body.as_ref().is_some_and(|b| b.is_end_stream()) && is_idempotent(&parts.method);
+        // A request without a body needs no body layers (nor their timer
+        // and allocations).
+        let bodiless = body.is_end_stream();
+        let mut body: Option<ProxyBody> = Some(if bodiless {
+            body::empty()
+        } else {
+            wrap_request_body(body, &self.settings)
+        });
+        let replayable = bodiless && is_idempotent(&parts.method);
 
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tried: smallvec::SmallVec<[SocketAddr; 4]> = smallvec::SmallVec::new();
         let attempts = srt.retries.saturating_add(1);
+        // Keep a copy of the head for another attempt only when one can
+        // happen after the request was sent (a request that was never sent
+        // comes back from hyper whole).
+        let keep_copy = replayable && attempts > 1;
         let mut last_err = GatewayError::UpstreamFailed;
         // Only failures that reached (or tried to reach) an upstream count as
         // attempts; resending on a fresh connection after a stale keep-alive
@@ -403,7 +441,7 @@ impl Proxy {
             let Some(req_body) = body.take() else {
                 break;
             };
-            let mut up_parts = if replayable {
+            let mut up_parts = if keep_copy {
                 match parts_slot.as_ref() {
                     Some(head) => clone_parts(head),
                     None => break,
@@ -415,21 +453,15 @@ impl Proxy {
                 }
             };
             let host_value = if route.preserve_host {
-                host_owned
-                    .as_deref()
-                    .and_then(|h| HeaderValue::from_str(h).ok())
+                host.and(host_value.clone())
             } else {
-                srt.host_header.clone().or_else(|| {
-                    let h = if peer.port == 80 || peer.port == 443 {
-                        peer.host.to_string()
-                    } else {
-                        format!("{}:{}", peer.host, peer.port)
-                    };
-                    HeaderValue::from_str(&h).ok()
-                })
+                srt.host_header.clone().or_else(|| peer.host_header.clone())
             };
             let uri = match srt.wire {
-                Wire::Http1 => path_and_query.parse::<Uri>(),
+                Wire::Http1 => match &same_pq {
+                    Some(pq) => Ok(Uri::from(pq.clone())),
+                    None => Uri::try_from(path_and_query.as_bytes()),
+                },
                 Wire::Http2 => {
                     let authority = host_value
                         .as_ref()
@@ -460,17 +492,24 @@ impl Proxy {
                     up_parts.headers.remove(header::HOST);
                 }
             }
-            let progress = Arc::new(Progress::default());
-            let tracked = Tracked {
-                inner: req_body,
-                progress: progress.clone(),
+            // Progress of the request body for the write timeout; a request
+            // without a body only has the read timeout.
+            let (up_body, progress) = if bodiless {
+                (req_body, None)
+            } else {
+                let progress = Arc::new(Progress::default());
+                let tracked = Tracked {
+                    inner: req_body,
+                    progress: progress.clone(),
+                };
+                (body::boxed(tracked), Some(progress))
             };
-            let up_req = Request::from_parts(up_parts, body::boxed(tracked));
+            let up_req = Request::from_parts(up_parts, up_body);
 
             let sent = send(
                 conn_up,
                 up_req,
-                &progress,
+                progress.as_deref(),
                 srt.write_timeout,
                 srt.read_timeout,
             )
@@ -488,7 +527,7 @@ impl Proxy {
                 Err(SendFailure::NotSent(req_back)) => {
                     // A stale pooled connection: nothing reached the upstream.
                     let (head, b) = req_back.into_parts();
-                    if !replayable {
+                    if !keep_copy {
                         parts_slot = Some(head);
                     }
                     body = Some(b);
@@ -611,7 +650,7 @@ type Pooled = Option<(PoolKey, hyper::client::conn::http1::SendRequest<ProxyBody
 async fn send(
     conn: Conn,
     req: Request<ProxyBody>,
-    progress: &Arc<Progress>,
+    progress: Option<&Progress>,
     write_timeout: Duration,
     read_timeout: Duration,
 ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
@@ -623,6 +662,7 @@ async fn send(
         } => {
             let fut = sender.try_send_request(req);
             let result = tokio::select! {
+                biased;
                 r = fut => r,
                 kind = watchdog(progress, write_timeout, read_timeout) => {
                     return Err(SendFailure::Failed(kind, format!("upstream {kind:?}").into()));
@@ -642,6 +682,7 @@ async fn send(
         Conn::H2 { mut sender } => {
             let fut = sender.try_send_request(req);
             let result = tokio::select! {
+                biased;
                 r = fut => r,
                 kind = watchdog(progress, write_timeout, read_timeout) => {
                     return Err(SendFailure::Failed(kind, format!("upstream {kind:?}").into()));
@@ -662,11 +703,11 @@ async fn send(
 /// `write_timeout`, or when no response head arrives within `read_timeout`
 /// after the body was fully sent.
 async fn watchdog(
-    progress: &Progress,
+    progress: Option<&Progress>,
     write_timeout: Duration,
     read_timeout: Duration,
 ) -> FailKind {
-    loop {
+    while let Some(progress) = progress {
         if progress.done.load(Ordering::Acquire) {
             break;
         }
@@ -817,12 +858,39 @@ fn is_upgrade(h: &http::HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// `Host` header, or the `:authority` of an HTTP/2 request.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+/// `Host` header, or the `:authority` of an HTTP/2 request, as a header
+/// value whose `to_str()` succeeds.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.headers().get(header::HOST) {
+        Some(v) if v.to_str().is_ok() => Some(v.clone()),
+        _ => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
+/// The request id as a header value: made once per request and shared by
+/// the upstream request and the response, unless a plugin changed the id.
+struct RequestIdValue {
+    original: Option<HeaderValue>,
+}
+
+impl RequestIdValue {
+    fn value(&self, current: &str) -> Option<HeaderValue> {
+        match &self.original {
+            Some(v) if v.as_bytes() == current.as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(current).ok(),
+        }
+    }
+}
+
+/// `v` as 16 lower-case hex digits.
+fn hex16(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 fn content_length(h: &http::HeaderMap) -> Option<u64> {

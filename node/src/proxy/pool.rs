@@ -102,9 +102,46 @@ struct Idle {
 
 const SHARDS: usize = 16;
 
+/// A fast non-cryptographic hash (FxHash's mixing) for pool keys: they
+/// come from the config (upstream addresses), not from clients, so there
+/// is nothing to gain from SipHash's flood resistance, and it was a visible
+/// per-request cost (two hashes per checkout and checkin).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n.into());
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n.into());
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n.into());
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
 pub struct ConnectionPool {
-    h1_idle: [Mutex<HashMap<PoolKey, Vec<Idle>>>; SHARDS],
-    h2: [Mutex<HashMap<PoolKey, http2::SendRequest<ProxyBody>>>; SHARDS],
+    h1_idle: [Mutex<KeyMap<Vec<Idle>>>; SHARDS],
+    h2: [Mutex<KeyMap<http2::SendRequest<ProxyBody>>>; SHARDS],
     max_idle_per_peer: usize,
     idle_timeout: Duration,
 }
@@ -112,8 +149,8 @@ pub struct ConnectionPool {
 impl ConnectionPool {
     pub fn new(max_idle_per_peer: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(ConnectionPool {
-            h1_idle: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            h2: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            h1_idle: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
+            h2: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             max_idle_per_peer,
             idle_timeout,
         })
@@ -121,9 +158,10 @@ impl ConnectionPool {
 
     fn shard(key: &PoolKey) -> usize {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = KeyHasher::default();
         key.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        // The high bits are the best mixed.
+        (h.finish() >> 32) as usize % SHARDS
     }
 
     /// A ready connection to `key`: an idle pooled one, or a new one.

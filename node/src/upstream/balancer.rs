@@ -35,6 +35,9 @@ pub(crate) struct TargetCfg {
     pub ip: Option<IpAddr>,
     pub id: Option<String>,
     pub tags: Vec<String>,
+    /// `Host` header value for requests to this target (`host`, or
+    /// `host:port` unless the port is 80 or 443), built once.
+    pub host_header: Option<http::HeaderValue>,
 }
 
 impl TargetCfg {
@@ -44,6 +47,11 @@ impl TargetCfg {
             .strip_prefix('[')
             .and_then(|x| x.strip_suffix(']'))
             .unwrap_or(h);
+        let host_header = if port == 80 || port == 443 {
+            http::HeaderValue::from_str(h).ok()
+        } else {
+            http::HeaderValue::from_str(&format!("{h}:{port}")).ok()
+        };
         TargetCfg {
             host: Arc::from(h),
             port,
@@ -51,6 +59,7 @@ impl TargetCfg {
             ip: bare.parse().ok(),
             id: None,
             tags: Vec::new(),
+            host_header,
         }
     }
     /// `host:port` as Kong prints targets.
@@ -530,6 +539,7 @@ impl Inner {
             addr: a.addr,
             host: t.host.clone(),
             port: t.port,
+            host_header: t.host_header.clone(),
             guard: PeerGuard::new(a),
         })
     }

@@ -61,6 +61,9 @@ pub struct Peer {
     /// The target's configured host (for the `Host` header / TLS SNI).
     pub host: Arc<str>,
     pub port: u16,
+    /// The `Host` header for this target when the service does not set
+    /// one: `host`, or `host:port` unless the port is 80 or 443.
+    pub host_header: Option<http::HeaderValue>,
     guard: PeerGuard,
 }
 
