@@ -43,7 +43,7 @@ impl Proc {
 }
 
 async fn free_port() -> u16 {
-    closed_port().await
+    server_port().await
 }
 
 /// Start `gateway run` on free loopback ports; wait until ready.

@@ -471,7 +471,7 @@ async fn git_server_down_keeps_serving_reports_staleness_and_recovers() {
     let repo = Repo::new();
     repo.push(&[("gateway/kong.yml", &config(port, "/g1"))], "g1");
     let base = repo.bare.parent().expect("dir").to_path_buf();
-    let dport = closed_port().await;
+    let dport = server_port().await;
     let daemon = git_daemon(&base, dport).await;
     let url = format!("git://127.0.0.1:{dport}/config.git");
     let extra = ["--git-url", &url, "--git-poll-interval", "200ms"];

@@ -143,6 +143,31 @@ pub async fn closed_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A free loopback port for a server that another process (a gateway node,
+/// git daemon) binds later. [`closed_port`] comes from the kernel's
+/// ephemeral range, where any outgoing connection of any process can take
+/// it before the server binds ("Address already in use" seen in CI). This
+/// picks from 20000..32000, below that range (32768+ by default), checks it
+/// is free now, and never hands the same port out twice in this process.
+pub async fn server_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    for _ in 0..10_000 {
+        let port: u16 = rand::random_range(20000..32000);
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        let given = given.get_or_insert_with(HashSet::new);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
+}
+
 /// An in-process gateway node on ephemeral loopback ports.
 pub struct Gateway {
     pub node: Node,

@@ -51,9 +51,9 @@ impl Region {
         for i in 0..n {
             members.push(Member {
                 id: i as u64 + 1,
-                raft: closed_port().await,
-                proxy: closed_port().await,
-                admin: closed_port().await,
+                raft: server_port().await,
+                proxy: server_port().await,
+                admin: server_port().await,
                 data: dir.path().join(format!("node{}", i + 1)),
                 child: None,
             });
