@@ -68,6 +68,11 @@ async fn unmatched_request_gets_kongs_404_with_a_request_id() {
         .expect("ascii")
         .to_owned();
     assert_eq!(id.len(), 32);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "lower-case hex: {id}"
+    );
     assert_eq!(v["request_id"], id.as_str());
     // Every request gets a distinct id.
     let r2 = get(&gw.url("/nothing")).await;

@@ -209,18 +209,9 @@ impl ValueBuf {
         self.take()
     }
 
-    fn push_dec(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&digits[i..]);
+    fn push_dec(&mut self, n: u32) {
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
     fn take(&mut self) -> Option<HeaderValue> {

@@ -103,9 +103,12 @@ impl Proxy {
     /// (written into `vb`).
     fn next_request_id(&self, vb: &mut ValueBuf) -> (String, Option<HeaderValue>) {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&self.id_prefix.to_be_bytes());
+        raw[8..].copy_from_slice(&n.to_be_bytes());
         let mut buf = [0u8; 32];
-        hex16(self.id_prefix, &mut buf[..16]);
-        hex16(n, &mut buf[16..]);
+        // 16 bytes always fit 32 hex digits.
+        let _ = hex::encode_to_slice(raw, &mut buf);
         let value = vb.bytes(&buf);
         // Hex digits only, so always UTF-8.
         let id = std::str::from_utf8(&buf).unwrap_or_default().to_owned();
@@ -882,14 +885,6 @@ impl RequestIdValue {
             Some(v) if v.as_bytes() == current.as_bytes() => Some(v.clone()),
             _ => HeaderValue::from_str(current).ok(),
         }
-    }
-}
-
-/// `v` as 16 lower-case hex digits.
-fn hex16(v: u64, out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().take(16).enumerate() {
-        *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
 }
 
