@@ -99,8 +99,7 @@ impl LogStore {
                     .insert(key, bytes.as_slice())
                     .map_err(|e| db.err(format_args!("writing meta/{key}"), e))?;
             }
-            txn.commit()
-                .map_err(|e| db.err(format_args!("committing meta/{key}"), e))
+            db.commit(txn, key)
         })
         .await
     }
@@ -244,8 +243,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
             // Immediate durability: the commit returns after the fsync.
-            txn.commit()
-                .map_err(|e| db.err("committing log entries", e))
+            db.commit(txn, "log entries")
         })
         .await;
         match written {
@@ -276,7 +274,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .retain_in(log_id.index.., |_, _| false)
                     .map_err(|e| db.err(format_args!("truncating log from {}", log_id.index), e))?;
             }
-            txn.commit().map_err(|e| db.err("committing truncation", e))
+            db.commit(txn, "truncation")
         })
         .await
         .map_err(write_logs_err)
@@ -307,7 +305,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .retain_in(..=log_id.index, |_, _| false)
                     .map_err(|e| db.err(format_args!("purging log up to {}", log_id.index), e))?;
             }
-            txn.commit().map_err(|e| db.err("committing purge", e))
+            db.commit(txn, "purge")
         })
         .await
         .map_err(write_logs_err)

@@ -145,7 +145,32 @@ pub(crate) struct Db {
     pub(crate) file: PathBuf,
 }
 
+/// A write transaction whose commit (with its fsync) takes longer than this
+/// is logged as a warning: a slow disk delays every config commit, and the
+/// warning is how an operator tells it from a slow network or a busy CPU
+/// (etcd warns about slow fdatasync for the same reason).
+pub const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Db {
+    /// Commit `txn`, warning when it took longer than [`SLOW_COMMIT`].
+    pub(crate) fn commit(&self, txn: redb::WriteTransaction, what: &str) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let result = txn
+            .commit()
+            .map_err(|e| self.err(format_args!("committing {what}"), e));
+        let took = started.elapsed();
+        if took > SLOW_COMMIT {
+            tracing::warn!(
+                file = %self.file.display(),
+                what,
+                took_ms = took.as_secs_f64() * 1e3,
+                "slow disk: a store commit (fsync) took longer than {} ms",
+                SLOW_COMMIT.as_millis()
+            );
+        }
+        result
+    }
+
     /// An error message naming the file and what was being done.
     pub(crate) fn err(&self, doing: impl Display, e: impl Display) -> String {
         format!("{}: {doing}: {e}", self.file.display())

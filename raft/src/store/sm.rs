@@ -239,8 +239,7 @@ impl StateMachine {
                 }
             }
             // Immediate durability: the commit returns after the fsync.
-            txn.commit()
-                .map_err(|e| db.err("committing the state machine", e))
+            db.commit(txn, "the state machine")
         })
     }
 
@@ -318,8 +317,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 snap.insert(KEY_SNAPSHOT_DATA, stored.as_slice())
                     .map_err(|e| db.err("writing snapshot/data", e))?;
             }
-            txn.commit()
-                .map_err(|e| db.err("committing the snapshot", e))
+            db.commit(txn, "the snapshot")
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)))?;
