@@ -29,7 +29,8 @@ pub struct CompiledConfig {
     pub balancers: Balancers,
     pub plugins: PluginChains,
     /// Per service: precomputed values the proxy needs on every request.
-    pub services: Vec<ServiceRuntime>,
+    /// Services with equal values share one entry.
+    pub services: Vec<Arc<ServiceRuntime>>,
     pub loaded_at: SystemTime,
 }
 
@@ -44,6 +45,29 @@ pub struct ServiceRuntime {
     pub host_header: Option<http::HeaderValue>,
     /// TLS settings for https/grpcs services.
     pub tls: Option<Arc<crate::proxy::tls::UpstreamTls>>,
+}
+
+/// Identity of a [`ServiceRuntime`]'s values, for sharing equal ones. TLS
+/// settings compare by pointer: equal settings already share one `Arc`.
+#[derive(PartialEq, Eq, Hash)]
+struct RuntimeKey {
+    timeouts: [Duration; 3],
+    retries: u32,
+    wire: crate::proxy::pool::Wire,
+    host_header: Option<http::HeaderValue>,
+    tls: Option<usize>,
+}
+
+impl RuntimeKey {
+    fn of(rt: &ServiceRuntime) -> Self {
+        RuntimeKey {
+            timeouts: [rt.connect_timeout, rt.read_timeout, rt.write_timeout],
+            retries: rt.retries,
+            wire: rt.wire,
+            host_header: rt.host_header.clone(),
+            tls: rt.tls.as_ref().map(|t| Arc::as_ptr(t) as usize),
+        }
+    }
 }
 
 impl CompiledConfig {
@@ -213,18 +237,26 @@ fn compile(
 ) -> Result<CompiledConfig, ApplyError> {
     use crate::proxy::pool::Wire;
     // Routes of disabled services are not served (Kong excludes them).
-    let router_routes: Vec<gateway_config::RouteIdx> = (0..config.routes.len())
+    let mut router_routes: Vec<gateway_config::RouteIdx> = (0..config.routes.len())
         .filter(|&i| {
             config.routes[i]
                 .service
                 .is_none_or(|s| config.services[s].enabled)
         })
         .collect();
-    let servable: Vec<gateway_config::Route> = router_routes
-        .iter()
-        .map(|&i| config.routes[i].clone())
-        .collect();
-    let router = Router::build(&servable).map_err(|e| ApplyError::Compile(e.to_string()))?;
+    router_routes.shrink_to_fit();
+    // Usually every route is servable: build from the config's own routes
+    // instead of a copy of all of them (the copy raised the load's peak).
+    let router = if router_routes.len() == config.routes.len() {
+        Router::build(&config.routes)
+    } else {
+        let servable: Vec<gateway_config::Route> = router_routes
+            .iter()
+            .map(|&i| config.routes[i].clone())
+            .collect();
+        Router::build(&servable)
+    }
+    .map_err(|e| ApplyError::Compile(e.to_string()))?;
     let balancers = upstreams.build(&config);
     let chains = plugins.compile(&config).map_err(ApplyError::Compile)?;
     // Services with equal TLS settings share one client configuration.
@@ -232,55 +264,61 @@ fn compile(
         (bool, Vec<usize>, bool),
         Arc<crate::proxy::tls::UpstreamTls>,
     > = std::collections::HashMap::new();
-    let services = config
-        .services
-        .iter()
-        .enumerate()
-        .map(|(si, s)| {
-            let tls = if s.protocol.is_tls() {
-                let verify = s.tls_verify.unwrap_or(true);
-                let key = (verify, s.ca_certificates.clone(), s.protocol.is_grpc());
-                let tls = match tls_configs.get(&key) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let pems: Vec<&str> = s
-                            .ca_certificates
-                            .iter()
-                            .map(|&c| config.ca_certificates[c].cert.as_str())
-                            .collect();
-                        let t = Arc::new(
-                            crate::proxy::tls::upstream_tls(verify, &pems, s.protocol.is_grpc())
-                                .map_err(|e| ApplyError::Compile(format!("services[{si}]: {e}")))?,
-                        );
-                        tls_configs.insert(key, t.clone());
-                        t
-                    }
-                };
-                Some(tls)
-            } else {
-                None
+    // Services with equal runtime values share one `ServiceRuntime`: a
+    // table of 10,000 services usually has a handful of distinct ones, and
+    // one entry is about 100 bytes.
+    let mut shared: std::collections::HashMap<RuntimeKey, Arc<ServiceRuntime>> =
+        std::collections::HashMap::new();
+    let mut services = Vec::with_capacity(config.services.len());
+    for (si, s) in config.services.iter().enumerate() {
+        let tls = if s.protocol.is_tls() {
+            let verify = s.tls_verify.unwrap_or(true);
+            let key = (verify, s.ca_certificates.clone(), s.protocol.is_grpc());
+            let tls = match tls_configs.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let pems: Vec<&str> = s
+                        .ca_certificates
+                        .iter()
+                        .map(|&c| config.ca_certificates[c].cert.as_str())
+                        .collect();
+                    let t = Arc::new(
+                        crate::proxy::tls::upstream_tls(verify, &pems, s.protocol.is_grpc())
+                            .map_err(|e| ApplyError::Compile(format!("services[{si}]: {e}")))?,
+                    );
+                    tls_configs.insert(key, t.clone());
+                    t
+                }
             };
-            let host_header = s
-                .upstream
-                .and_then(|u| config.upstreams[u].host_header.clone())
-                .map(|h| h.parse::<http::HeaderValue>())
-                .transpose()
-                .map_err(|e| ApplyError::Compile(format!("service host header: {e}")))?;
-            Ok(ServiceRuntime {
-                connect_timeout: Duration::from_millis(s.connect_timeout_ms),
-                read_timeout: Duration::from_millis(s.read_timeout_ms),
-                write_timeout: Duration::from_millis(s.write_timeout_ms),
-                retries: s.retries,
-                wire: if s.protocol.is_grpc() {
-                    Wire::Http2
-                } else {
-                    Wire::Http1
-                },
-                host_header,
-                tls,
-            })
-        })
-        .collect::<Result<Vec<_>, ApplyError>>()?;
+            Some(tls)
+        } else {
+            None
+        };
+        let host_header = s
+            .upstream
+            .and_then(|u| config.upstreams[u].host_header.clone())
+            .map(|h| h.parse::<http::HeaderValue>())
+            .transpose()
+            .map_err(|e| ApplyError::Compile(format!("service host header: {e}")))?;
+        let rt = ServiceRuntime {
+            connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+            read_timeout: Duration::from_millis(s.read_timeout_ms),
+            write_timeout: Duration::from_millis(s.write_timeout_ms),
+            retries: s.retries,
+            wire: if s.protocol.is_grpc() {
+                Wire::Http2
+            } else {
+                Wire::Http1
+            },
+            host_header,
+            tls,
+        };
+        let rt = shared
+            .entry(RuntimeKey::of(&rt))
+            .or_insert_with(|| Arc::new(rt))
+            .clone();
+        services.push(rt);
+    }
     Ok(CompiledConfig {
         config: Arc::new(config),
         hash,
@@ -305,6 +343,23 @@ mod tests {
     }
 
     const ONE_SERVICE: &str = "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://127.0.0.1:9\n    routes:\n      - name: a\n        paths: [/a]\n";
+
+    #[tokio::test]
+    async fn services_with_equal_runtime_values_share_one_entry() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let yaml = "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://127.0.0.1:9\n  - name: b\n    url: http://127.0.0.2:9\n  - name: c\n    url: http://127.0.0.1:9\n    read_timeout: 5\n  - name: d\n    url: http://127.0.0.1:9\n    retries: 1\n  - name: e\n    url: http://127.0.0.1:9\n";
+        live.apply_files(&files(yaml)).await.unwrap();
+        let snap = live.current();
+        let s = &snap.services;
+        assert_eq!(s.len(), 5);
+        assert!(Arc::ptr_eq(&s[0], &s[1]), "a and b differ only in host");
+        assert!(Arc::ptr_eq(&s[0], &s[4]));
+        assert!(!Arc::ptr_eq(&s[0], &s[2]));
+        assert!(!Arc::ptr_eq(&s[0], &s[3]));
+        assert_eq!(s[2].read_timeout, Duration::from_millis(5));
+        assert_eq!(s[0].read_timeout, Duration::from_millis(60_000));
+        assert_eq!((s[3].retries, s[0].retries), (1, 5));
+    }
 
     #[tokio::test]
     async fn a_prepared_config_is_applied_without_parsing_the_replicated_text() {

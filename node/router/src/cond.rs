@@ -100,19 +100,30 @@ pub(crate) struct Conds {
 
 impl<'a> Ctx<'a> {
     /// Whether the request method is allowed by an entry's method mask (and,
-    /// for a method outside the nine, by the route's list).
+    /// for a method outside the nine, by the route's list). `conds` gives
+    /// the route's conditions, `None` when it has none.
     #[inline]
-    pub(crate) fn method_allowed(&self, mask: u16, conds: impl FnOnce() -> &'a Conds) -> bool {
+    pub(crate) fn method_allowed(
+        &self,
+        mask: u16,
+        conds: impl FnOnce() -> Option<&'a Conds>,
+    ) -> bool {
         if mask & self.method_bit != 0 {
             return true;
         }
         self.method_bit == OTHER_METHOD
             && mask & OTHER_LISTED != 0
-            && conds().other_methods.iter().any(|m| &**m == self.method)
+            && conds().is_some_and(|c| c.other_methods.iter().any(|m| &**m == self.method))
     }
 }
 
 impl Conds {
+    /// True when the route has no condition here (most routes): the router
+    /// then keeps no `Conds` for it.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.other_methods.is_empty() && self.snis.is_empty() && self.headers.is_empty()
+    }
+
     pub(crate) fn compile(idx: usize, route: &Route) -> Result<Conds, RouterError> {
         let other_methods = route
             .methods

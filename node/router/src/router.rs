@@ -84,8 +84,9 @@ struct FlatEntry {
 
 /// A compiled, immutable route table. Cheap to share (`Send + Sync`).
 pub struct Router {
-    /// Per route: the SNI / header / unusual-method conditions.
-    conds: Vec<Conds>,
+    /// Per route: the SNI / header / unusual-method conditions, `None` for
+    /// a route without any (most routes; 8 bytes instead of 48 each).
+    conds: Vec<Option<Box<Conds>>>,
     /// Path regexes, searched anchored at the start of the path.
     regexes: Vec<PathRegex>,
     arena: Arena,
@@ -150,7 +151,7 @@ impl Router {
         // Per route: per path, (trie key, kind).
         let mut path_keys: Vec<Vec<(Vec<u8>, u32)>> = Vec::with_capacity(routes.len());
         let mut pending: Vec<Pending> = Vec::new();
-        let mut conds: Vec<Conds> = Vec::with_capacity(routes.len());
+        let mut conds: Vec<Option<Box<Conds>>> = Vec::with_capacity(routes.len());
         for (ri, route) in routes.iter().enumerate() {
             let mut specs = Vec::with_capacity(route.paths.len());
             let mut keys = Vec::with_capacity(route.paths.len());
@@ -188,7 +189,8 @@ impl Router {
                 });
             }
             path_keys.push(keys);
-            conds.push(Conds::compile(ri, route)?);
+            let c = Conds::compile(ri, route)?;
+            conds.push((!c.is_empty()).then(|| Box::new(c)));
         }
         if regexes.len() as u64 >= u64::from(u32::MAX - KIND_REGEX_BASE) {
             return Err(RouterError::TooLarge {
@@ -319,6 +321,13 @@ impl Router {
         }
         // Odd patterns are checked in a fixed order (any order is correct).
         odd.sort_by_key(|(b, _)| *b);
+        // The tables live as long as the config is served; growing them
+        // by doubling left up to half of each unused (1.3 MB of trie nodes
+        // at 10,000 routes).
+        arena.shrink_to_fit();
+        flat.shrink_to_fit();
+        flat_keys.shrink_to_fit();
+        regexes.shrink_to_fit();
         Ok(Router {
             conds,
             regexes,
@@ -475,11 +484,11 @@ impl Router {
         if e.port != ANY_PORT && ctx.port.map(u32::from) != Some(e.port) {
             return None;
         }
-        let conds = &self.conds[e.route as usize];
-        if !ctx.method_allowed(e.methods, || conds) {
+        let conds = || self.conds[e.route as usize].as_deref();
+        if !ctx.method_allowed(e.methods, conds) {
             return None;
         }
-        if e.flags & NEEDS_CONDS != 0 && !conds.matches(ctx) {
+        if e.flags & NEEDS_CONDS != 0 && !conds().is_none_or(|c| c.matches(ctx)) {
             return None;
         }
         match e.kind {

@@ -225,6 +225,14 @@ impl Arena {
     pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
+
+    /// Drop spare capacity once every tree is built.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.first_bytes.shrink_to_fit();
+        self.labels.shrink_to_fit();
+        self.more.shrink_to_fit();
+    }
 }
 
 #[cfg(test)]

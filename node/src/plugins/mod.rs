@@ -33,7 +33,7 @@ mod request_termination;
 
 use crate::proxy::body::ProxyBody;
 use gateway_config::{Config, PluginCatalog, RouteIdx};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -155,6 +155,7 @@ impl PluginRegistry {
             instances.push(Some((f.priority(), inst)));
         }
         let mut per_route = Vec::with_capacity(config.routes.len());
+        let mut shared: HashMap<Vec<usize>, Chain> = HashMap::new();
         for (ri, route) in config.routes.iter().enumerate() {
             // name -> (specificity, plugin index)
             let mut chosen: BTreeMap<&str, (u8, usize)> = BTreeMap::new();
@@ -174,14 +175,24 @@ impl PluginRegistry {
                     *e = (specificity, pi);
                 }
             }
-            let mut chain: Vec<(i32, Arc<dyn Plugin>)> = chosen
+            let mut chain: Vec<(i32, usize)> = chosen
                 .values()
-                .filter_map(|(_, pi)| instances[*pi].clone())
+                .filter_map(|&(_, pi)| instances[pi].as_ref().map(|(prio, _)| (*prio, pi)))
                 .collect();
             chain.sort_by_key(|e| std::cmp::Reverse(e.0));
-            per_route.push(Arc::from(
-                chain.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
-            ));
+            let key: Vec<usize> = chain.into_iter().map(|(_, pi)| pi).collect();
+            // Routes with the same plugins share one chain (most routes
+            // have the same one, often empty).
+            let chain = shared
+                .entry(key)
+                .or_insert_with_key(|key| {
+                    key.iter()
+                        .filter_map(|&pi| instances[pi].as_ref().map(|(_, p)| p.clone()))
+                        .collect::<Vec<_>>()
+                        .into()
+                })
+                .clone();
+            per_route.push(chain);
         }
         let global: Vec<(i32, Arc<dyn Plugin>)> = config
             .plugins
@@ -312,5 +323,56 @@ pub(crate) mod schema {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        let registry = PluginRegistry::builtin();
+        gateway_config::parse(
+            &[gateway_config::SourceFile {
+                name: "kong.yml".into(),
+                text: yaml.into(),
+            }],
+            &registry,
+        )
+        .unwrap()
+    }
+
+    fn names(chain: &Chain) -> Vec<&'static str> {
+        chain.iter().map(|p| p.name()).collect()
+    }
+
+    #[test]
+    fn routes_with_the_same_plugins_share_one_chain() {
+        let c = config(
+            "_format_version: \"3.0\"\n\
+             plugins:\n  - name: correlation-id\n\
+             services:\n\
+             \x20 - name: a\n    url: http://127.0.0.1:9\n    routes:\n\
+             \x20     - name: r0\n        paths: [/r0]\n\
+             \x20     - name: r1\n        paths: [/r1]\n\
+             \x20     - name: r2\n        paths: [/r2]\n        plugins:\n          - name: request-termination\n\
+             \x20     - name: r3\n        paths: [/r3]\n        plugins:\n          - name: request-termination\n\
+             \x20 - name: b\n    url: http://127.0.0.1:9\n    plugins:\n      - name: request-termination\n    routes:\n\
+             \x20     - name: r4\n        paths: [/r4]\n",
+        );
+        let chains = PluginRegistry::builtin().compile(&c).unwrap();
+        let chain = |r| chains.for_route(Some(r));
+        assert_eq!(names(chain(0)), ["correlation-id"]);
+        assert!(Arc::ptr_eq(chain(0), chain(1)));
+        // Higher priority first: correlation-id (100001), then
+        // request-termination (2).
+        assert_eq!(names(chain(2)), ["correlation-id", "request-termination"]);
+        assert!(!Arc::ptr_eq(chain(0), chain(2)));
+        // Two plugin entries with equal config are two instances: routes
+        // share a chain only when they use the same entries.
+        assert!(!Arc::ptr_eq(chain(2), chain(3)));
+        assert_eq!(names(chain(4)), ["correlation-id", "request-termination"]);
+        assert!(!Arc::ptr_eq(chain(2), chain(4)));
+        assert_eq!(names(chains.for_route(None)), ["correlation-id"]);
     }
 }

@@ -77,6 +77,13 @@ pub(crate) const UNSUPPORTED_ENTITIES: &[&str] = &[
     "acme_storage",
 ];
 
+/// `v` without spare capacity. Decoded lists are built by pushing and
+/// then kept for as long as their config is served.
+pub(crate) fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 /// The decoder: collects entities into `raw` and errors into `d`.
 pub(crate) struct Dec<'a> {
     pub d: Diag,
@@ -228,6 +235,7 @@ impl<'a> Dec<'a> {
             }
         }
         o.ignore(&["created_at", "updated_at"]);
+        meta.tags.shrink_to_fit();
         (meta, id_at)
     }
 
