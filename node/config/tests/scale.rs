@@ -4,19 +4,33 @@ mod common;
 
 use common::*;
 
-#[test]
-fn ten_thousand_routes() {
+/// A kong.yml with `services` services named `svc-S`, each with the
+/// `service_fields` lines and `routes` routes named `svc-S-rR` whose
+/// further fields come from `route_fields(S, R)`.
+fn services_yaml(
+    services: usize,
+    routes: usize,
+    service_fields: &str,
+    route_fields: impl Fn(usize, usize) -> String,
+) -> String {
     let mut text = String::from("_format_version: \"3.0\"\nservices:\n");
-    for s in 0..1000 {
+    for s in 0..services {
         text.push_str(&format!(
-            "- name: svc-{s}\n  url: http://backend-{s}.internal:8080\n  routes:\n"
+            "- name: svc-{s}\n  url: http://backend-{s}.internal:8080\n{service_fields}  routes:\n"
         ));
-        for r in 0..10 {
-            text.push_str(&format!(
-                "  - name: svc-{s}-r{r}\n    paths: [/api/{s}/{r}]\n    methods: [GET]\n    plugins:\n    - name: cors\n"
-            ));
+        for r in 0..routes {
+            text.push_str(&format!("  - name: svc-{s}-r{r}\n"));
+            text.push_str(&route_fields(s, r));
         }
     }
+    text
+}
+
+#[test]
+fn ten_thousand_routes() {
+    let text = services_yaml(1000, 10, "", |s, r| {
+        format!("    paths: [/api/{s}/{r}]\n    methods: [GET]\n    plugins:\n    - name: cors\n")
+    });
     let started = std::time::Instant::now();
     let c = load_ok(&text);
     let parsed = started.elapsed();
@@ -40,17 +54,9 @@ fn ten_thousand_routes() {
 /// resident memory at 10,000 routes). Both readers are checked.
 #[test]
 fn kept_config_has_no_spare_capacity() {
-    let mut text = String::from("_format_version: \"3.0\"\nservices:\n");
-    for s in 0..50 {
-        text.push_str(&format!(
-            "- name: svc-{s}\n  url: http://backend-{s}.internal:8080\n  tags: [a, b, c]\n  routes:\n"
-        ));
-        for r in 0..3 {
-            text.push_str(&format!(
-                "  - name: svc-{s}-r{r}\n    paths: [/api/{s}/{r}, /v2/{s}/{r}]\n    hosts: [h{r}.example.com]\n    methods: [GET, POST]\n    snis: [h{r}.example.com]\n    protocols: [https]\n    tags: [t]\n    headers:\n      x-a: [a, b]\n"
-            ));
-        }
-    }
+    let text = services_yaml(50, 3, "  tags: [a, b, c]\n", |s, r| {
+        format!("    paths: [/api/{s}/{r}, /v2/{s}/{r}]\n    hosts: [h{r}.example.com]\n    methods: [GET, POST]\n    snis: [h{r}.example.com]\n    protocols: [https]\n    tags: [t]\n    headers:\n      x-a: [a, b]\n")
+    });
     let c = load_ok(&text);
     let normalized = c.to_declarative().to_string();
     let again = gateway_config::parse_normalized("n.json", &normalized, &TestCatalog)
