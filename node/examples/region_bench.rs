@@ -23,7 +23,8 @@
 //!
 //! Env: `SETTLE` (0; 1 = each proposal waits, untimed, until all nodes applied
 //! the previous one), `SLOW_MS` (100; slower proposals are printed with
-//! their wall-clock time), `SMALL_PROPOSALS` (50), `LARGE_PROPOSALS` (10), `KILLS` (20),
+//! their wall-clock time), `SMALL_PROPOSALS` (200: with fewer than 100
+//! samples the p99 is simply the maximum), `LARGE_PROPOSALS` (10), `KILLS` (20),
 //! `LARGE_SERVICES` (20000), `SMALL_SERVICES` (400), `NODE_LOG` (the nodes'
 //! `GATEWAY_LOG`, default `error,openraft=off`), `NODE_LOG_DIR` (append each
 //! node's stderr to `<dir>/node<N>.log` instead of inheriting it).
@@ -430,7 +431,7 @@ fn row(name: &str, samples: &mut [Duration]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let small_n = env_usize("SMALL_PROPOSALS", 50);
+    let small_n = env_usize("SMALL_PROPOSALS", 200);
     let large_n = env_usize("LARGE_PROPOSALS", 10);
     let kills = env_usize("KILLS", 20);
     let small_services = env_usize("SMALL_SERVICES", 400);

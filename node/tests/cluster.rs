@@ -463,6 +463,101 @@ async fn rollback_pins_and_resume_follows_again() {
     );
 }
 
+/// `gatewayctl -o json history` of node `i`: the region's retention and,
+/// newest first, whether each version still has its full config.
+fn retention(region: &Region, i: usize) -> Option<(u64, Vec<(String, bool)>)> {
+    let (ok, out) = ctl(&[
+        "--server",
+        &region.raft(i),
+        "-o",
+        "json",
+        "history",
+        "--limit",
+        "0",
+    ]);
+    if !ok {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let kept = v["versions"]
+        .as_array()?
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap_or_default().to_string(),
+                v["config_kept"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    Some((v["keep_configs"].as_u64()?, kept))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_configs_is_the_leaders_and_every_node_prunes_the_same_versions() {
+    let _serial = SERIAL.lock().await;
+    let up = echo_upstream("svc").await;
+    let mut region = Region::new("eu", 3, &[]).await;
+    // Every node asks for a different retention; the region keeps one.
+    let keep = [2u64, 3, 4];
+    for (i, k) in keep.iter().enumerate() {
+        region.start_with(i, &["--keep-configs", &k.to_string()]);
+    }
+    let all = [0usize, 1, 2];
+    let leader = region.wait_leader(&all).await;
+    let mut last = String::new();
+    for k in 0..5 {
+        let got = region
+            .post_config(leader, &config(up.addr.port(), &format!("/v{k}")))
+            .await;
+        last = hash_of(&got);
+    }
+    for i in all {
+        region.wait_serving(i, &last).await;
+    }
+    // Same retention and the same pruned versions on every node: the
+    // leader's, whatever each node's own flag says.
+    let want = keep[leader];
+    let mut seen = Vec::new();
+    for i in all {
+        let mut got = None;
+        let settled = eventually(WAIT, || {
+            got = retention(&region, i);
+            let ok = got.as_ref().is_some_and(|(k, _)| *k == want);
+            async move { ok }
+        })
+        .await;
+        assert!(settled, "node {}: {got:?}, want keep_configs {want}", i + 1);
+        let (_, versions) = got.expect("history");
+        assert_eq!(versions.len(), 5, "node {}: {versions:?}", i + 1);
+        let kept = versions.iter().filter(|(_, kept)| *kept).count() as u64;
+        assert_eq!(kept, want, "node {}: {versions:?}", i + 1);
+        seen.push(versions);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    // A rollback to a pruned version is refused, whichever node is asked.
+    let (pruned, _) = seen[0].last().expect("oldest").clone();
+    for i in all {
+        let (ok, out) = ctl(&["--server", &region.raft(i), "rollback", &pruned]);
+        assert!(!ok && out.contains("pruned"), "node {}: {out}", i + 1);
+    }
+
+    // A new leader proposes its own value, and every survivor takes it.
+    region.kill9(leader);
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+    let next = region.wait_leader(&rest).await;
+    let want = keep[next];
+    for &i in &rest {
+        let mut got = None;
+        let settled = eventually(WAIT, || {
+            got = retention(&region, i);
+            let ok = got.as_ref().is_some_and(|(k, _)| *k == want);
+            async move { ok }
+        })
+        .await;
+        assert!(settled, "node {}: {got:?}, want keep_configs {want}", i + 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_of_another_region_is_refused() {
     let _serial = SERIAL.lock().await;

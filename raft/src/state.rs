@@ -13,7 +13,10 @@
 //! - `RejectCommit` records a commit that failed validation; nothing served
 //!   changes.
 //! - Only the newest `keep_configs` versions keep their full config; older
-//!   ones keep their metadata (id, hash, source) only.
+//!   ones keep their metadata (id, hash, source) only. `keep_configs` is
+//!   replicated state (`SetKeepConfigs`), never a node-local setting, so
+//!   every node prunes the same versions and a rollback succeeds or fails
+//!   alike everywhere.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -342,6 +345,12 @@ impl ConfigState {
                 self.record_event(index, "resume", &id, audit);
                 Ok(())
             }
+            Command::SetKeepConfigs { keep_configs } => {
+                self.meta.keep_configs =
+                    usize::try_from(*keep_configs).unwrap_or(usize::MAX).max(1);
+                self.prune(&mut changes);
+                Ok(())
+            }
             Command::RejectCommit { commit, errors } => {
                 self.meta.last_git_commit = commit.clone();
                 self.meta.rejected.push(RejectedCommit {
@@ -467,6 +476,36 @@ mod tests {
         assert!(o.error.contains("cannot be read"), "{}", o.error);
         assert_eq!(s.active().map(|v| v.hash.as_str()), Some("h1"));
         assert_eq!(s.versions.len(), 1);
+    }
+
+    #[test]
+    fn set_keep_configs_prunes_at_once_and_every_later_apply_uses_it() {
+        let mut s = ConfigState::new(DEFAULT_KEEP_CONFIGS);
+        for i in 1..=4u64 {
+            s.apply(i, &git(&format!("commit{i:04}"), &format!("h{i}")));
+        }
+        assert!(s.versions.values().all(|v| v.config.is_some()));
+        let (o, c) = s.apply(5, &Command::SetKeepConfigs { keep_configs: 2 });
+        assert!(o.ok && !o.changed, "{}", o.error);
+        assert_eq!(s.meta.keep_configs, 2);
+        // The two oldest lost their config, and are written back.
+        assert_eq!(c.upserted, vec![2, 1]);
+        assert!(s.versions[&1].config.is_none() && s.versions[&2].config.is_none());
+        assert!(s.versions[&3].config.is_some() && s.versions[&4].config.is_some());
+        // A rollback to a pruned version is refused, by check and by apply.
+        assert!(s.check(&rollback("commit0001")).is_err());
+        let (o, _) = s.apply(6, &rollback("commit0001"));
+        assert!(!o.ok && o.error.contains("pruned"), "{}", o.error);
+        s.apply(7, &git("commit0007", "h7"));
+        assert!(s.versions[&3].config.is_none());
+        // 0 is read as 1: the active config is always kept.
+        s.apply(8, &Command::SetKeepConfigs { keep_configs: 0 });
+        assert_eq!(s.meta.keep_configs, 1);
+        assert_eq!(
+            s.versions.values().filter(|v| v.config.is_some()).count(),
+            1
+        );
+        assert!(s.active().unwrap().config.is_some());
     }
 
     #[test]

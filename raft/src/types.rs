@@ -110,6 +110,11 @@ pub enum Command {
     },
     /// A Git commit that failed validation: recorded, never served.
     RejectCommit { commit: String, errors: Vec<String> },
+    /// How many full configs the region keeps (older versions keep their
+    /// metadata only). Replicated so every node prunes the same versions:
+    /// a rollback must succeed or fail alike on every node. The leader
+    /// proposes it when its `--keep-configs` differs from the region's.
+    SetKeepConfigs { keep_configs: u64 },
 }
 
 impl Command {
@@ -120,6 +125,7 @@ impl Command {
             Command::Rollback { .. } => "rollback",
             Command::Resume { .. } => "resume",
             Command::RejectCommit { .. } => "reject_commit",
+            Command::SetKeepConfigs { .. } => "set_keep_configs",
         }
     }
 }
@@ -141,6 +147,9 @@ impl std::fmt::Display for Command {
             Command::Rollback { to, .. } => write!(f, "rollback(to={to})"),
             Command::Resume { .. } => write!(f, "resume"),
             Command::RejectCommit { commit, .. } => write!(f, "reject_commit({commit})"),
+            Command::SetKeepConfigs { keep_configs } => {
+                write!(f, "set_keep_configs({keep_configs})")
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
             region: "test".into(),
             node_id: 0,
         };
-        let (log, sm) = open_store(dir.path(), &identity, 10, Arc::new(NoopSink))
+        let (log, sm) = open_store(dir.path(), &identity, Arc::new(NoopSink))
             .unwrap_or_else(|e| panic!("open_store: {e}"));
         Ok((dir, log, sm))
     }

@@ -95,13 +95,13 @@ impl ConfigSink for Recorder {
     }
 }
 
-fn open(dir: &Path, keep: usize) -> (LogStore, StateMachine) {
-    open_store(dir, &identity("eu", 1), keep, Arc::new(NoopSink))
+fn open(dir: &Path) -> (LogStore, StateMachine) {
+    open_store(dir, &identity("eu", 1), Arc::new(NoopSink))
         .unwrap_or_else(|e| panic!("open_store: {e}"))
 }
 
 fn open_err(dir: &Path, id: &Identity) -> OpenError {
-    match open_store(dir, id, 10, Arc::new(NoopSink)) {
+    match open_store(dir, id, Arc::new(NoopSink)) {
         Ok(_) => panic!("open_store unexpectedly succeeded"),
         Err(e) => e,
     }
@@ -111,10 +111,10 @@ fn open_err(dir: &Path, id: &Identity) -> OpenError {
 async fn state_active_version_and_last_applied_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let (_log, mut sm) = open(dir.path(), 2);
+        let (_log, mut sm) = open(dir.path());
         let out = sm
             .apply(vec![
-                blank(1),
+                normal(1, Command::SetKeepConfigs { keep_configs: 2 }),
                 membership(2, &[1, 2, 3]),
                 normal(3, git("commit0001")),
                 normal(4, git("commit0002")),
@@ -146,7 +146,9 @@ async fn state_active_version_and_last_applied_survive_reopen() {
                 to: "admin-5".into()
             }
         );
-        // keep_configs = 2: the oldest configs are pruned, their metadata stays.
+        // keep_configs = 2 (entry 1): the oldest configs are pruned, their
+        // metadata stays, and the setting itself survives the reopen below.
+        assert_eq!(state.meta.keep_configs, 2);
         assert!(state.versions[&3].config.is_none());
         assert!(state.versions[&4].config.is_none());
         assert!(state.versions[&6].config.is_some());
@@ -154,7 +156,7 @@ async fn state_active_version_and_last_applied_survive_reopen() {
         state
     };
 
-    let (_log, mut sm) = open(dir.path(), 2);
+    let (_log, mut sm) = open(dir.path());
     let handle = sm.handle();
     // Readable at once, before any Raft runs.
     assert_eq!(*handle.state().read(), before);
@@ -174,7 +176,7 @@ async fn state_active_version_and_last_applied_survive_reopen() {
 async fn log_vote_committed_and_purge_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (mut log, _sm) = open(dir.path(), 10);
+        let (mut log, _sm) = open(dir.path());
         log.blocking_append((1..=5).map(blank)).await.unwrap();
         log.blocking_append([normal(6, git("commit0001"))])
             .await
@@ -184,7 +186,7 @@ async fn log_vote_committed_and_purge_survive_reopen() {
         log.purge(log_id(1, 2)).await.unwrap();
         log.truncate(log_id(1, 6)).await.unwrap();
     }
-    let (mut log, _sm) = open(dir.path(), 10);
+    let (mut log, _sm) = open(dir.path());
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 5)));
     let st = log.get_log_state().await.unwrap();
@@ -199,7 +201,7 @@ async fn log_vote_committed_and_purge_survive_reopen() {
 async fn sink_sees_one_activate_per_batch_that_changed_the_active_version() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
-    let (_log, mut sm) = open_store(dir.path(), &identity("eu", 1), 10, rec.clone()).unwrap();
+    let (_log, mut sm) = open_store(dir.path(), &identity("eu", 1), rec.clone()).unwrap();
 
     // Two new versions in one batch: one call, with the last.
     sm.apply(vec![
@@ -271,14 +273,14 @@ async fn sink_sees_one_activate_per_batch_that_changed_the_active_version() {
     // By the time of the call the state is committed: a reopen sees it.
     drop(sm);
     drop(_log);
-    let (_log, sm) = open(dir.path(), 10);
+    let (_log, sm) = open(dir.path());
     assert_eq!(sm.handle().active().unwrap().id, "commit0003");
 }
 
 #[tokio::test]
 async fn reopening_with_another_region_or_node_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path(), 10));
+    drop(open(dir.path()));
     let file = dir.path().join(DB_FILE);
 
     let err = open_err(dir.path(), &identity("us", 1));
@@ -301,7 +303,7 @@ async fn reopening_with_another_region_or_node_id_is_refused() {
     assert!(err.to_string().contains(&file.display().to_string()));
 
     // The refusals changed nothing: the right identity still opens.
-    drop(open(dir.path(), 10));
+    drop(open(dir.path()));
 }
 
 /// Deterministic pseudo-random bytes (xorshift), no extra dependency.
@@ -344,7 +346,7 @@ fn a_garbage_file_is_reported_and_left_untouched() {
 async fn an_undecodable_record_is_an_error_naming_the_table_and_key() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (_log, mut sm) = open(dir.path(), 10);
+        let (_log, mut sm) = open(dir.path());
         sm.apply(vec![normal(1, git("commit0001"))]).await.unwrap();
     }
     let file = dir.path().join(DB_FILE);
@@ -376,7 +378,7 @@ async fn an_undecodable_record_is_an_error_naming_the_table_and_key() {
 #[tokio::test]
 async fn snapshot_installs_into_a_fresh_store_and_activates() {
     let dir_a = tempfile::tempdir().unwrap();
-    let (_log_a, mut sm_a) = open(dir_a.path(), 3);
+    let (_log_a, mut sm_a) = open(dir_a.path());
     sm_a.apply(vec![
         membership(1, &[1, 2]),
         normal(2, git("commit0001")),
@@ -421,7 +423,7 @@ async fn snapshot_installs_into_a_fresh_store_and_activates() {
 
     let dir_b = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
-    let (_log_b, mut sm_b) = open_store(dir_b.path(), &identity("eu", 2), 3, rec.clone()).unwrap();
+    let (_log_b, mut sm_b) = open_store(dir_b.path(), &identity("eu", 2), rec.clone()).unwrap();
     assert!(sm_b.get_current_snapshot().await.unwrap().is_none());
     let mut recv = sm_b.begin_receiving_snapshot().await.unwrap();
     assert!(recv.get_ref().is_empty());
@@ -443,8 +445,7 @@ async fn snapshot_installs_into_a_fresh_store_and_activates() {
     // Installed state is durable.
     drop(sm_b);
     drop(_log_b);
-    let (_log_b, sm_b) =
-        open_store(dir_b.path(), &identity("eu", 2), 3, Arc::new(NoopSink)).unwrap();
+    let (_log_b, sm_b) = open_store(dir_b.path(), &identity("eu", 2), Arc::new(NoopSink)).unwrap();
     assert_eq!(*sm_b.state().read(), want);
     assert_eq!(sm_b.last_applied(), Some(log_id(1, 5)));
 }
@@ -452,7 +453,7 @@ async fn snapshot_installs_into_a_fresh_store_and_activates() {
 #[tokio::test]
 async fn a_second_open_of_the_same_file_is_refused_not_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let (_log, mut sm) = open(dir.path(), 10);
+    let (_log, mut sm) = open(dir.path());
     sm.apply(vec![normal(1, git("commit0001"))]).await.unwrap();
     let err = open_err(dir.path(), &identity("eu", 1));
     assert!(matches!(err, OpenError::InUse { .. }), "{err:?}");

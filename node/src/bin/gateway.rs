@@ -130,7 +130,9 @@ struct ClusterArgs {
     /// group, the lowest id initializes it with all of them.
     #[arg(long, env = "GATEWAY_PEERS", default_value = "")]
     peers: String,
-    /// Full configs kept in the history (older versions keep metadata only).
+    /// Full configs the region keeps in its history (older versions keep
+    /// metadata only). Region-wide: while this node leads, it commits this
+    /// value for every node.
     #[arg(long, env = "GATEWAY_KEEP_CONFIGS", default_value_t = 100)]
     keep_configs: usize,
     /// Snapshot the store and compact the Raft log every N entries.

@@ -773,6 +773,7 @@ fn print_history(h: &pb::HistoryReply) {
             format!(" (pinned to {})", h.pinned_to)
         }
     );
+    println!("full configs kept: the newest {}", h.keep_configs);
     println!(
         "{:<2}{:<12} {:>7} {:<6} {:<32} {:<24} {:<20} MESSAGE",
         "", "VERSION", "INDEX", "SOURCE", "CONFIG HASH", "AUTHOR", "TIME"
@@ -829,6 +830,7 @@ fn history_json(h: &pb::HistoryReply) -> serde_json::Value {
         "mode": h.mode,
         "pinned_to": h.pinned_to,
         "pending": h.pending,
+        "keep_configs": h.keep_configs,
         "versions": h.versions.iter().map(|v| serde_json::json!({
             "id": v.id, "index": v.index, "hash": v.hash, "source": v.source, "commit": v.commit,
             "parent": v.parent, "author": v.author, "message": v.message, "time": v.time,

@@ -44,7 +44,9 @@ pub(super) async fn apply_before_commit(cluster: &Cluster, cmd: &Command) {
                 found.ok_or_else(|| format!("no stored config for {to}")),
             )
         }
-        Command::Resume { .. } | Command::RejectCommit { .. } => return,
+        Command::Resume { .. } | Command::RejectCommit { .. } | Command::SetKeepConfigs { .. } => {
+            return
+        }
     };
     let text = match text {
         Ok(t) => t,

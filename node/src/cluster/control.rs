@@ -149,6 +149,7 @@ impl control_server::Control for ControlService {
             pending,
             mode: state.meta.mode.name().into(),
             pinned_to: state.meta.mode.pinned_to().into(),
+            keep_configs: state.meta.keep_configs as u64,
         }))
     }
 

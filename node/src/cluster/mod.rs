@@ -49,7 +49,8 @@ pub struct ClusterOptions {
     pub raft_listen: SocketAddr,
     /// Every voter of the region at bootstrap, this node included: id → host:port.
     pub peers: BTreeMap<NodeId, String>,
-    /// Full configs kept in the history.
+    /// Full configs the region keeps in its history. Replicated state: this
+    /// node proposes it while it leads and the region's value differs.
     pub keep_configs: usize,
     /// Take a snapshot (and compact the log) after this many entries.
     pub snapshot_logs: u64,
@@ -202,8 +203,7 @@ impl Cluster {
             region: opts.region.clone(),
             node_id: opts.node_id,
         };
-        let (log_store, sm) =
-            open_store(&opts.data_dir, &identity, opts.keep_configs, sink.clone())?;
+        let (log_store, sm) = open_store(&opts.data_dir, &identity, sink.clone())?;
         let state = sm.handle();
 
         // Local-first: serve what is on disk before talking to anyone.
@@ -300,10 +300,11 @@ impl Cluster {
         });
         let guard_check = tokio::spawn(decide_vote_guard(cluster.clone(), vote_guard));
         let bootstrap = tokio::spawn(bootstrap(cluster.clone()));
+        let retention = tokio::spawn(propose_keep_configs_while_leading(cluster.clone()));
         cluster
             .tasks
             .lock()
-            .extend([server, guard_check, bootstrap]);
+            .extend([server, guard_check, bootstrap, retention]);
         if let Some(git) = git {
             cluster
                 .tasks
@@ -717,6 +718,48 @@ async fn decide_vote_guard(cluster: Arc<Cluster>, guard: Arc<VoteGuard>) {
         );
     }
     guard.decide(needed);
+}
+
+/// How many full configs the region keeps is replicated state, so every
+/// node prunes the same versions (and a rollback succeeds or fails alike on
+/// all of them). A node's `--keep-configs` is the value it proposes while it
+/// leads: whenever this node is leader and the region's value differs, it
+/// commits `SetKeepConfigs`. A failed proposal is retried after a second
+/// while this node still leads.
+async fn propose_keep_configs_while_leading(cluster: Arc<Cluster>) {
+    let want = cluster.opts.keep_configs.max(1);
+    let mut metrics = cluster.raft.metrics();
+    loop {
+        let leading = metrics.borrow().current_leader == Some(cluster.opts.node_id);
+        let have = cluster.state.state().read().meta.keep_configs;
+        if leading && have != want {
+            let cmd = Command::SetKeepConfigs {
+                keep_configs: want as u64,
+            };
+            match cluster.write_local(cmd).await {
+                Ok(reply) => tracing::info!(
+                    keep_configs = want,
+                    was = have,
+                    index = reply.index,
+                    "the region now keeps this leader's --keep-configs full configs"
+                ),
+                Err(e) => {
+                    let why = match e {
+                        WriteError::NotLeader { id, .. } => {
+                            format!("leadership moved to node {id}")
+                        }
+                        WriteError::Propose(e) => e.to_string(),
+                    };
+                    tracing::warn!(keep_configs = want, error = %why, "could not commit --keep-configs; retrying while leader");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// When no peer has an initialized group, the lowest listed id initializes

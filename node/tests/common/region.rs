@@ -105,12 +105,17 @@ impl Region {
     }
 
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// Start node `i` with flags of its own after the region's `extra`.
+    pub fn start_with(&mut self, i: usize, own: &[&str]) {
         assert!(
             self.members[i].child.is_none(),
             "node {} already running",
             i + 1
         );
-        let child = self.command(i).spawn().expect("spawn gateway");
+        let child = self.command(i).args(own).spawn().expect("spawn gateway");
         self.members[i].child = Some(child);
     }
 

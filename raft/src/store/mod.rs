@@ -229,12 +229,11 @@ pub(crate) struct Loaded {
 /// state machine sharing it. The state machine's state is loaded and readable
 /// (via [`StateMachine::handle`]) before Raft starts.
 ///
-/// `keep_configs` is this node's setting for how many full configs to keep;
-/// it replaces the stored one.
+/// How many full configs are kept is replicated state (`SetKeepConfigs`):
+/// a new store starts with the default, and the stored value is kept as is.
 pub fn open_store(
     data_dir: &Path,
     identity: &Identity,
-    keep_configs: usize,
     sink: Arc<dyn ConfigSink>,
 ) -> Result<(LogStore, StateMachine), OpenError> {
     std::fs::create_dir_all(data_dir).map_err(|source| OpenError::Io {
@@ -244,20 +243,19 @@ pub fn open_store(
     let file = data_dir.join(DB_FILE);
     let db = open_db(&file)?;
     let db = Arc::new(Db { db, file });
-    let mut loaded = init(&db, identity)?;
-    let keep_configs = keep_configs.max(1);
-    loaded.state.meta.keep_configs = keep_configs;
+    let loaded = init(&db, identity)?;
     tracing::info!(
         file = %db.file.display(),
         region = %identity.region,
         node_id = identity.node_id,
         versions = loaded.state.versions.len(),
+        keep_configs = loaded.state.meta.keep_configs,
         active = loaded.state.active().map(|v| v.id.as_str()).unwrap_or(""),
         last_applied = ?loaded.last_applied,
         "opened raft store"
     );
     let log = LogStore::new(db.clone());
-    let sm = StateMachine::new(db, loaded, keep_configs, sink);
+    let sm = StateMachine::new(db, loaded, sink);
     Ok((log, sm))
 }
 

@@ -80,7 +80,6 @@ pub struct StateMachine {
     db: Arc<Db>,
     shared: Arc<Shared>,
     sink: Arc<dyn ConfigSink>,
-    keep_configs: usize,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -123,12 +122,7 @@ struct SmWrite {
 }
 
 impl StateMachine {
-    pub(crate) fn new(
-        db: Arc<Db>,
-        loaded: Loaded,
-        keep_configs: usize,
-        sink: Arc<dyn ConfigSink>,
-    ) -> Self {
+    pub(crate) fn new(db: Arc<Db>, loaded: Loaded, sink: Arc<dyn ConfigSink>) -> Self {
         let shared = Arc::new(Shared {
             state: Arc::new(RwLock::new(loaded.state)),
             applied: RwLock::new(Applied {
@@ -136,12 +130,7 @@ impl StateMachine {
                 last_membership: loaded.last_membership,
             }),
         });
-        StateMachine {
-            db,
-            shared,
-            sink,
-            keep_configs,
-        }
+        StateMachine { db, shared, sink }
     }
 
     /// A read handle on the state, to keep after moving this into openraft.
@@ -427,9 +416,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .db
             .decode("snapshot", &meta.snapshot_id, &data)
             .map_err(read_err)?;
-        let mut state = decoded.state;
-        // This node's retention setting, as at open.
-        state.meta.keep_configs = self.keep_configs;
+        // The retention setting comes with the state: it is replicated.
+        let state = decoded.state;
         let applied = Applied {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
