@@ -182,6 +182,21 @@ impl LiveConfig {
         *self.prepared.lock() = Some((hash, config));
     }
 
+    /// Drop the prepared config if it has `hash`: its proposal failed, so
+    /// no version with it may come (and if it still commits, the
+    /// replicated text is parsed instead).
+    pub fn forget_prepared(&self, hash: &str) {
+        let mut slot = self.prepared.lock();
+        if slot.as_ref().is_some_and(|(h, _)| h == hash) {
+            *slot = None;
+        }
+    }
+
+    /// Whether a prepared config is held (tests and diagnostics).
+    pub fn has_prepared(&self) -> bool {
+        self.prepared.lock().is_some()
+    }
+
     /// Apply a replicated version: the config this node prepared when it
     /// has the version's hash (the proposer's case: no second parse), else
     /// `text` through [`LiveConfig::apply_normalized`]. The hash identifies
@@ -372,6 +387,21 @@ mod tests {
         assert_eq!(applied, Applied::Swapped { hash: hash.clone() });
         assert_eq!(live.current().hash, hash);
         assert_eq!(live.current().config.services.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_proposal_forgets_only_its_own_prepared_config() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let config = live.parse(&files(ONE_SERVICE)).unwrap();
+        let hash = config.hash();
+        live.prepare(hash.clone(), config);
+        live.forget_prepared("another-proposal");
+        assert!(live.has_prepared());
+        live.forget_prepared(&hash);
+        assert!(!live.has_prepared());
+        // Should the entry commit after all, the text path applies it.
+        let err = live.apply_version("v1", &hash, "not json").await;
+        assert!(err.is_err(), "no prepared config may be used: {err:?}");
     }
 
     #[tokio::test]

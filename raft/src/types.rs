@@ -118,6 +118,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// The hash of the config an `ApplyConfig` carries.
+    pub fn config_hash(&self) -> Option<&str> {
+        match self {
+            Command::ApplyConfig { hash, .. } => Some(hash),
+            _ => None,
+        }
+    }
+
     /// Short name for logs (never the config itself).
     pub fn kind(&self) -> &'static str {
         match self {

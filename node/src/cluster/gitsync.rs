@@ -203,7 +203,13 @@ impl GitSync {
         for commit in range.commits {
             let cmd = self.command_for(cluster, &mirror, &commit).await?;
             let kind = cmd.kind();
-            match cluster.write_local(cmd).await {
+            let hash = cmd.config_hash().map(str::to_string);
+            let written = cluster.write_local(cmd).await;
+            if let (Err(_), Some(hash)) = (&written, hash) {
+                // Not committed: drop the parse kept for its apply.
+                cluster.live.forget_prepared(&hash);
+            }
+            match written {
                 Ok(reply) => {
                     tracing::info!(commit = %commit.short_id(), kind, index = reply.index, subject = %commit.summary(), "git commit committed to the region")
                 }

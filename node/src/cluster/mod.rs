@@ -451,7 +451,8 @@ impl Cluster {
         let cmd =
             cpu_heavy(|| self.config_command(files, author, message)).map_err(|e| e.to_status())?;
         let validated = started.elapsed();
-        match self.write_local(cmd).await {
+        let hash = cmd.config_hash().map(str::to_string);
+        let result = match self.write_local(cmd).await {
             Ok(reply) => {
                 tracing::info!(
                     index = reply.index,
@@ -485,7 +486,13 @@ impl Cluster {
                 "leadership moved while forwarding (now node {id} at {addr}); retry"
             ))),
             Err(WriteError::Propose(e)) => Err(e.to_status()),
+        };
+        if let (Err(_), Some(hash)) = (&result, hash) {
+            // config_command kept this parse for the apply of its version;
+            // the proposal failed, so do not keep it around.
+            self.live.forget_prepared(&hash);
         }
+        result
     }
 
     /// Make the leader fetch from Git now (a webhook arrived here).
