@@ -492,6 +492,20 @@ fn retention(region: &Region, i: usize) -> Option<(u64, Vec<(String, bool)>)> {
     Some((v["keep_configs"].as_u64()?, kept))
 }
 
+/// Wait until node `i` reports the region keeps `want` full configs; its
+/// history then.
+async fn wait_keep_configs(region: &Region, i: usize, want: u64) -> (u64, Vec<(String, bool)>) {
+    let mut got = None;
+    let settled = eventually(WAIT, || {
+        got = retention(region, i);
+        let ok = got.as_ref().is_some_and(|(k, _)| *k == want);
+        async move { ok }
+    })
+    .await;
+    assert!(settled, "node {}: {got:?}, want keep_configs {want}", i + 1);
+    got.expect("history")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_configs_is_the_leaders_and_every_node_prunes_the_same_versions() {
     let _serial = SERIAL.lock().await;
@@ -519,15 +533,7 @@ async fn keep_configs_is_the_leaders_and_every_node_prunes_the_same_versions() {
     let want = keep[leader];
     let mut seen = Vec::new();
     for i in all {
-        let mut got = None;
-        let settled = eventually(WAIT, || {
-            got = retention(&region, i);
-            let ok = got.as_ref().is_some_and(|(k, _)| *k == want);
-            async move { ok }
-        })
-        .await;
-        assert!(settled, "node {}: {got:?}, want keep_configs {want}", i + 1);
-        let (_, versions) = got.expect("history");
+        let (_, versions) = wait_keep_configs(&region, i, want).await;
         assert_eq!(versions.len(), 5, "node {}: {versions:?}", i + 1);
         let kept = versions.iter().filter(|(_, kept)| *kept).count() as u64;
         assert_eq!(kept, want, "node {}: {versions:?}", i + 1);
@@ -547,14 +553,7 @@ async fn keep_configs_is_the_leaders_and_every_node_prunes_the_same_versions() {
     let next = region.wait_leader(&rest).await;
     let want = keep[next];
     for &i in &rest {
-        let mut got = None;
-        let settled = eventually(WAIT, || {
-            got = retention(&region, i);
-            let ok = got.as_ref().is_some_and(|(k, _)| *k == want);
-            async move { ok }
-        })
-        .await;
-        assert!(settled, "node {}: {got:?}, want keep_configs {want}", i + 1);
+        wait_keep_configs(&region, i, want).await;
     }
 }
 
