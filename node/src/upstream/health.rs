@@ -86,6 +86,10 @@ pub(crate) enum ProbeKind {
     /// HTTP over TLS (`type: https`): a failed handshake counts as a TCP
     /// failure, as in Kong.
     Https,
+    /// The gRPC health-checking protocol (`grpc.health.v1.Health/Check`)
+    /// over h2c (`type: grpc`) or TLS with ALPN h2 (`type: grpcs`).
+    Grpc,
+    Grpcs,
 }
 
 /// Converts a config number of seconds into a Duration; 0, negative,
@@ -165,16 +169,19 @@ impl HealthConfig {
                     }
                 }
             }
-            other => {
-                if healthy_interval.is_some() || unhealthy_interval.is_some() {
-                    tracing::warn!(
-                        upstream,
-                        kind = ?other,
-                        "active health checks of this type are not supported yet; \
-                         only TCP connectivity is probed"
-                    );
+            HealthcheckType::Grpc => ProbeKind::Grpc,
+            HealthcheckType::Grpcs => {
+                let pems: Vec<&str> = ca_pems.iter().map(String::as_str).collect();
+                match crate::proxy::tls::upstream_tls(a.https_verify_certificate, &pems, true) {
+                    Ok(t) => {
+                        tls = Some(std::sync::Arc::new(t));
+                        ProbeKind::Grpcs
+                    }
+                    Err(e) => {
+                        tracing::error!(upstream, error = %e, "grpcs health checks: bad CA certificates; probing TCP connectivity only");
+                        ProbeKind::Tcp
+                    }
                 }
-                ProbeKind::Tcp
             }
         };
         let enabled = healthy_interval.is_some()

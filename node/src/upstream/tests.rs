@@ -730,6 +730,125 @@ async fn active_tcp_check_marks_closed_port_unhealthy() {
     }
 }
 
+/// A gRPC server on 127.0.0.1:0 (h2c) implementing only
+/// `grpc.health.v1.Health/Check`: it answers `serving` (1 = SERVING,
+/// 2 = NOT_SERVING) with `grpc-status: 0` in the trailers, and records
+/// what each call looked like.
+struct GrpcHealthServer {
+    addr: SocketAddr,
+    serving: Arc<AtomicU16>,
+    calls: Arc<parking_lot::Mutex<Vec<GrpcCall>>>,
+}
+
+/// What one call to the gRPC health server looked like:
+/// (path, content-type, request body).
+type GrpcCall = (String, String, Vec<u8>);
+
+impl GrpcHealthServer {
+    async fn start() -> GrpcHealthServer {
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = GrpcHealthServer {
+            addr: listener.local_addr().unwrap(),
+            serving: Arc::new(AtomicU16::new(1)),
+            calls: Arc::default(),
+        };
+        let (serving, calls) = (server.serving.clone(), server.calls.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (serving, calls) = (serving.clone(), calls.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let (serving, calls) = (serving.clone(), calls.clone());
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let ctype = req
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            calls.lock().push((path, ctype, body.to_vec()));
+                            let status = serving.load(Ordering::SeqCst) as u8;
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+                                Ok(Frame::data(Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]))),
+                                Ok(Frame::trailers(trailers)),
+                            ];
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .body(StreamBody::new(futures_util::stream::iter(frames)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+                });
+            }
+        });
+        server
+    }
+}
+
+#[tokio::test]
+async fn active_grpc_check_follows_the_health_service() {
+    let (a, b) = (
+        GrpcHealthServer::start().await,
+        GrpcHealthServer::start().await,
+    );
+    // An HTTP/1-only server: it cannot answer a gRPC health check.
+    let h1 = Backend::start().await;
+    let mgr = UpstreamManager::new();
+    let mut u = upstream(
+        "grpc",
+        &[
+            ("127.0.0.1", a.addr.port(), 100),
+            ("127.0.0.1", b.addr.port(), 100),
+            ("127.0.0.1", h1.addr.port(), 100),
+        ],
+    );
+    let hc = &mut u.healthchecks.active;
+    hc.kind = HealthcheckType::Grpc;
+    hc.healthy.interval_secs = 0.05;
+    hc.unhealthy.interval_secs = 0.05;
+    hc.healthy.successes = 2;
+    hc.unhealthy.http_failures = 2;
+    hc.unhealthy.tcp_failures = 2;
+    let (_bs, bal) = one(&mgr, u);
+
+    wait_until(5, "the HTTP/1-only target unhealthy", || {
+        target_health(&bal, 2) == "UNHEALTHY"
+    })
+    .await;
+    assert!(a.calls.lock().len() >= 2 && b.calls.lock().len() >= 2);
+    let (path, ctype, body) = a.calls.lock()[0].clone();
+    assert_eq!(path, "/grpc.health.v1.Health/Check");
+    assert_eq!(ctype, "application/grpc");
+    assert_eq!(body, vec![0, 0, 0, 0, 0], "one empty HealthCheckRequest");
+    assert_eq!(target_health(&bal, 0), "HEALTHY");
+
+    a.serving.store(2, Ordering::SeqCst); // NOT_SERVING
+    wait_until(5, "a unhealthy", || target_health(&bal, 0) == "UNHEALTHY").await;
+    assert_eq!(target_health(&bal, 1), "HEALTHY");
+    for _ in 0..10 {
+        assert_eq!(bal.pick(&input(), &[]).await.unwrap().addr, b.addr);
+    }
+
+    a.serving.store(1, Ordering::SeqCst);
+    wait_until(5, "a healthy again", || target_health(&bal, 0) == "HEALTHY").await;
+}
+
 // ---------- health report ----------
 
 #[tokio::test]
