@@ -48,6 +48,9 @@ async fn tls_upstream() -> (u16, String) {
                 };
                 let svc = hyper::service::service_fn(
                     |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/grpc.health.v1.Health/Check" {
+                            return Ok(grpc_serving_response());
+                        }
                         let body = serde_json::json!({ "tls": true, "path": req.uri().path(),
                         "host": req.headers().get("host").and_then(|h| h.to_str().ok()) });
                         let mut resp = http::Response::new(full(body.to_string()));
@@ -64,6 +67,27 @@ async fn tls_upstream() -> (u16, String) {
         }
     });
     (port, ca_cert.pem())
+}
+
+/// A gRPC `HealthCheckResponse{status: SERVING}` with `grpc-status: 0`
+/// in the trailers.
+fn grpc_serving_response() -> http::Response<BoxBody> {
+    use http_body_util::BodyExt;
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames: Vec<Result<hyper::body::Frame<hyper::body::Bytes>, std::convert::Infallible>> = vec![
+        Ok(hyper::body::Frame::data(hyper::body::Bytes::from_static(
+            &[0, 0, 0, 0, 2, 0x08, 1],
+        ))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+        .map_err(|e| match e {})
+        .boxed();
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(body)
+        .expect("response")
 }
 
 fn indent(pem: &str) -> String {
@@ -188,6 +212,73 @@ services:
             got.push((name, health(name).await));
         }
         if want.iter().zip(&got).all(|((_, w), (_, g))| g == w) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health after 10 s: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `type: grpcs` runs the gRPC health check over TLS (ALPN h2): `SERVING`
+/// from a server whose certificate the upstream's services trust is
+/// healthy (`http_path` points at a 500, so only the gRPC call can make it
+/// so); the same server is unhealthy for an upstream that does not trust
+/// its CA (a failed handshake is a TCP failure).
+#[tokio::test]
+async fn grpcs_active_health_checks_call_the_health_service_over_tls() {
+    let (port, ca_pem) = tls_upstream().await;
+    let upstream = |name: &str, verify: bool| {
+        format!(
+            r#"
+  - name: {name}
+    healthchecks:
+      active:
+        type: grpcs
+        # Ignored by gRPC probes; an https GET of it would get a 500.
+        http_path: /fail
+        https_verify_certificate: {verify}
+        https_sni: localhost
+        healthy: {{ interval: 0.05, successes: 1 }}
+        unhealthy: {{ interval: 0.05, http_failures: 1, tcp_failures: 1 }}
+    targets: [{{ target: "127.0.0.1:{port}" }}]"#
+        )
+    };
+    let yaml = format!(
+        r#"
+_format_version: "3.0"
+ca_certificates:
+  - id: 4e3ad2e4-0bc4-4638-8e34-c84a417ba39b
+    cert: |
+{ca}
+upstreams:{trusted}{untrusted}
+services:
+  - name: trusted
+    host: trusted
+    protocol: grpcs
+    ca_certificates: [4e3ad2e4-0bc4-4638-8e34-c84a417ba39b]
+"#,
+        ca = indent(&ca_pem),
+        trusted = upstream("trusted", true),
+        untrusted = upstream("untrusted", true),
+    );
+    let gw = gateway(&yaml).await;
+    let health = |name: &'static str| {
+        let url = gw.admin_url(&format!("/upstreams/{name}/health"));
+        async move {
+            get(&url).await.json()["data"][0]["health"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let want = ["HEALTHY", "UNHEALTHY"];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = [health("trusted").await, health("untrusted").await];
+        if got == want {
             break;
         }
         assert!(
