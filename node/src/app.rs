@@ -4,7 +4,7 @@
 use crate::admin::{Admin, NodeInfo};
 use crate::cluster::Cluster;
 use crate::plugins::PluginRegistry;
-use crate::proxy::server::{serve, HttpLimits, Shutdown};
+use crate::proxy::server::{refuse_bad_framing, serve, HttpLimits, Shutdown};
 use crate::proxy::{Proxy, ProxySettings, Stats};
 use crate::snapshot::{ApplyError, LiveConfig};
 use crate::upstream::UpstreamManager;
@@ -127,7 +127,10 @@ impl Node {
             None,
             shutdown.clone(),
             opts.drain_timeout,
-            move |req, _conn| admin.clone().handle(req),
+            move |req, conn| {
+                let admin = admin.clone();
+                refuse_bad_framing(req, conn, move |req| admin.handle(req))
+            },
         ));
         tracing::info!(%proxy_addr, %admin_addr, "gateway node listening");
         Ok(Node {

@@ -164,6 +164,48 @@ async fn content_length_with_transfer_encoding_is_400_and_never_forwarded() {
     }
 }
 
+/// The admin API and the demo services give the proxy's answer to both
+/// framing headers: 400, connection closed. A `POST /config` framed that
+/// way is never applied.
+#[tokio::test]
+async fn the_admin_api_and_demo_services_refuse_both_framing_headers() {
+    let (gw, _up) = setup(0, Duration::from_secs(10)).await;
+    let before = get(&gw.admin_url("/status")).await.json()["configuration_hash"].clone();
+    let config =
+        r#"{"_format_version":"3.0","services":[{"name":"x","url":"http://127.0.0.1:9"}]}"#;
+    let chunked = format!("{:x}\r\n{config}\r\n0\r\n\r\n", config.len());
+    let post = format!(
+        "POST /config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}"
+    );
+    let (resp, closed) = raw(gw.admin(), post.as_bytes(), WAIT).await;
+    assert_ambiguous_framing_400("admin POST /config", &resp);
+    assert!(closed, "admin: connection must be closed: {resp}");
+    let after = get(&gw.admin_url("/status")).await.json()["configuration_hash"].clone();
+    assert_eq!(before, after, "the refused config was not applied");
+    // The same config with plain chunked framing is applied: the refusal
+    // above was the framing, not the config.
+    let (resp, _) = raw(
+        gw.admin(),
+        format!(
+            "POST /config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}"
+        )
+        .as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), "201", "{resp}");
+
+    let shutdown = gateway_node::proxy::server::Shutdown::default();
+    let demo = gateway_node::demo::start_service("foo", shutdown.clone())
+        .await
+        .expect("demo service");
+    let (resp, closed) = raw(demo, &[CL_TE_REQUEST, SMUGGLED].concat(), WAIT).await;
+    assert_ambiguous_framing_400("demo service", &resp);
+    assert!(closed, "demo: connection must be closed: {resp}");
+    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "demo: {resp}");
+    shutdown.trigger();
+}
+
 /// Statuses of the responses in `resp`, in order.
 fn statuses(resp: &str) -> Vec<&str> {
     resp.split("HTTP/1.1 ")

@@ -3,7 +3,7 @@
 //! routing `/foo` and `/bar` to them.
 
 use crate::proxy::body::full;
-use crate::proxy::server::{serve, HttpLimits, Shutdown};
+use crate::proxy::server::{refuse_bad_framing, serve, HttpLimits, Shutdown};
 use http::{header, HeaderValue, Response};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,16 +31,16 @@ pub async fn start_service(name: &'static str, shutdown: Shutdown) -> std::io::R
         None,
         shutdown,
         Duration::from_secs(1),
-        move |_req, _conn| {
+        move |req, conn| {
             let body = body.clone();
-            async move {
+            refuse_bad_framing(req, conn, move |_req| async move {
                 let mut resp = Response::new(full(body));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
                 resp
-            }
+            })
         },
     ));
     Ok(addr)

@@ -128,27 +128,9 @@ impl Proxy {
         let mut vb = ValueBuf::default();
         let (request_id, id_value) = self.next_request_id(&mut vb);
 
-        // hyper accepted this one and dropped its Content-Length; the
-        // socket guard saw both headers. Refused unread, never forwarded;
-        // hyper closes the connection after the response.
-        if conn.framing.take_request_is_ambiguous() {
-            tracing::debug!(
-                request_id,
-                peer = %conn.peer,
-                why = "both Content-Length and Transfer-Encoding",
-                "rejected request framing"
-            );
-            let mut resp = error_response(GatewayError::AmbiguousFraming, &request_id);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return resp;
-        }
-        if let Err(why) = check_framing(&req) {
+        if let Some((error, why)) = framing_refusal(&req, &conn) {
             tracing::debug!(request_id, peer = %conn.peer, why, "rejected request framing");
-            let mut resp = error_response(GatewayError::BadRequest, &request_id);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return resp;
+            return framing_response(error, &request_id);
         }
         let limit = self.settings.max_body_size;
         if limit > 0 {
@@ -895,6 +877,35 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Why this request's framing is refused, if it is: the connection's
+/// `h1_guard` saw both `Content-Length` and `Transfer-Encoding` on it
+/// (hyper accepted it and dropped the `Content-Length`), or its headers
+/// have a shape [`check_framing`] refuses. Consumes the guard's flag for
+/// this request, so call it once per request, first.
+pub(crate) fn framing_refusal<B>(
+    req: &Request<B>,
+    conn: &ConnInfo,
+) -> Option<(GatewayError, &'static str)> {
+    if conn.framing.take_request_is_ambiguous() {
+        return Some((
+            GatewayError::AmbiguousFraming,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    check_framing(req)
+        .err()
+        .map(|why| (GatewayError::BadRequest, why))
+}
+
+/// The 400 for a refused framing. The body is never read, so the
+/// connection closes after it.
+pub(crate) fn framing_response(error: GatewayError, request_id: &str) -> Response<ProxyBody> {
+    let mut resp = error_response(error, request_id);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// Request-smuggling shapes hyper's parser lets through: both

@@ -7,7 +7,9 @@
 //!   hyper's parser).
 //! - Every client socket is wrapped in `h1_guard::H1Guard`, which flags a
 //!   request head carrying both `Content-Length` and `Transfer-Encoding` in
-//!   the connection's `ConnInfo::framing` (the proxy answers it 400).
+//!   the connection's `ConnInfo::framing`. The proxy answers it 400 (with
+//!   its request id); the admin API and the demo services are wrapped in
+//!   [`refuse_bad_framing`], which gives the same answer.
 //! - A panicking handler answers 500 for that request only.
 //! - Graceful shutdown: stop accepting, let in-flight exchanges finish up to
 //!   a drain timeout, then close what is left.
@@ -29,6 +31,25 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// For listeners other than the proxy (admin API, demo services): answer
+/// a request whose framing the proxy would refuse with the same 400, and
+/// close the connection, before `handle` sees it.
+pub async fn refuse_bad_framing<H, F>(
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    handle: H,
+) -> Response<ProxyBody>
+where
+    H: FnOnce(Request<Incoming>) -> F,
+    F: Future<Output = Response<ProxyBody>>,
+{
+    if let Some((error, why)) = crate::proxy::handler::framing_refusal(&req, &conn) {
+        tracing::debug!(peer = %conn.peer, why, "rejected request framing");
+        return crate::proxy::handler::framing_response(error, "-");
+    }
+    handle(req).await
+}
 
 /// Per-connection protocol limits.
 #[derive(Debug, Clone)]
