@@ -20,7 +20,8 @@
 //! entry points, not counting calls between these functions.
 //!
 //! `MODE=rss` starts the gateway without valgrind and prints VmRSS once it
-//! is up (after `IDLE_WAIT` seconds), and after `REQUESTS` requests.
+//! is up (after `IDLE_WAIT` seconds), split into `RssAnon` and `RssFile`,
+//! and VmRSS again after `REQUESTS` requests.
 //!
 //! The route table is the one `bench/proxy.sh` generates: route i has
 //! prefix path /svc-i/v1 (every 3rd also /svc-i/v2), every 10th a host,
@@ -302,15 +303,20 @@ fn parse_callgrind(path: &Path) -> Profile {
     p
 }
 
-fn rss_kb(pid: u32) -> u64 {
+/// A `/proc/PID/status` field in kB (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS")
 }
 
 fn gateway_bin() -> PathBuf {
@@ -358,10 +364,17 @@ fn main() {
             let up_in = t.elapsed();
             std::thread::sleep(Duration::from_secs(idle_wait));
             let idle = rss_kb(g.child.id());
+            // Anonymous memory is what the gateway allocated; file-backed
+            // pages (binary, libraries) depend on the page cache.
+            let (anon, file) = (
+                status_kb(g.child.id(), "RssAnon"),
+                status_kb(g.child.id(), "RssFile"),
+            );
             let t = Instant::now();
             let failed = rt.block_on(drive(g.proxy, requests, conns));
             let took = t.elapsed();
             let loaded = rss_kb(g.child.id());
+            println!("idle RssAnon {anon} kB | idle RssFile {file} kB");
             println!(
                 "up in {:.2}s | idle VmRSS {idle} kB ({:.1} MiB) | after {requests} requests ({failed} failed, {:.0} req/s, noisy) VmRSS {loaded} kB ({:.1} MiB)",
                 up_in.as_secs_f64(),

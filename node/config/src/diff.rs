@@ -485,7 +485,7 @@ fn fingerprint(pem: &str) -> String {
 
 fn service_key(s: &Service) -> String {
     if let Some(n) = &s.name {
-        return n.clone();
+        return n.to_string();
     }
     if let Some(k) = id_key(&s.meta) {
         return k;
@@ -500,7 +500,7 @@ fn service_key(s: &Service) -> String {
 
 fn route_key(r: &Route, service_keys: &[String]) -> String {
     if let Some(n) = &r.name {
-        return n.clone();
+        return n.to_string();
     }
     if let Some(k) = id_key(&r.meta) {
         return k;
@@ -509,18 +509,18 @@ fn route_key(r: &Route, service_keys: &[String]) -> String {
     if let Some(i) = r.service {
         parts.push(format!("service={}", key_at(service_keys, i)));
     }
-    if r.protocols != [Protocol::Http, Protocol::Https] {
+    if r.protocols[..] != [Protocol::Http, Protocol::Https] {
         let p: Vec<&str> = r.protocols.iter().map(|p| p.as_str()).collect();
         parts.push(format!("protocols={}", p.join(",")));
     }
     for (name, list) in [
-        ("methods", &r.methods),
-        ("hosts", &r.hosts),
-        ("paths", &r.paths),
-        ("snis", &r.snis),
+        ("methods", r.methods.join(",")),
+        ("hosts", r.hosts.join(",")),
+        ("paths", r.paths.join(",")),
+        ("snis", r.snis.join(",")),
     ] {
         if !list.is_empty() {
-            parts.push(format!("{name}={}", list.join(",")));
+            parts.push(format!("{name}={list}"));
         }
     }
     if !r.headers.is_empty() {

@@ -218,17 +218,25 @@ fn enum_str<T: serde::Serialize>(v: T) -> Value {
 
 fn service_ref(c: &Config, i: usize) -> Option<String> {
     let s = c.services.get(i)?;
-    s.name.clone().or_else(|| s.meta.id.clone())
+    s.name
+        .as_deref()
+        .or(s.meta.id.as_deref())
+        .map(str::to_string)
 }
 
 fn route_ref(c: &Config, i: usize) -> Option<String> {
     let r = c.routes.get(i)?;
-    r.name.clone().or_else(|| r.meta.id.clone())
+    r.name
+        .as_deref()
+        .or(r.meta.id.as_deref())
+        .map(str::to_string)
 }
 
 fn consumer_ref(c: &Config, i: usize) -> Option<String> {
     let x = c.consumers.get(i)?;
-    x.username.clone().or_else(|| x.meta.id.clone())
+    x.username
+        .clone()
+        .or_else(|| x.meta.id.as_deref().map(str::to_string))
 }
 
 fn service_obj(c: &Config, s: &Service) -> Map<String, Value> {
@@ -273,16 +281,15 @@ fn route_obj(r: &Route) -> Map<String, Value> {
         "protocols".into(),
         Value::Array(r.protocols.iter().map(|p| enum_str(*p)).collect()),
     );
-    for (key, list) in [
-        ("methods", &r.methods),
-        ("hosts", &r.hosts),
-        ("paths", &r.paths),
-        ("snis", &r.snis),
-    ] {
+    fn list<T: serde::Serialize>(o: &mut Map<String, Value>, key: &str, list: &[T]) {
         if !list.is_empty() {
             o.insert(key.into(), json!(list));
         }
     }
+    list(&mut o, "methods", &r.methods);
+    list(&mut o, "hosts", &r.hosts);
+    list(&mut o, "paths", &r.paths);
+    list(&mut o, "snis", &r.snis);
     if !r.headers.is_empty() {
         o.insert("headers".into(), json!(r.headers));
     }

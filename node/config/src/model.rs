@@ -8,6 +8,15 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// A string stored inline when it is at most 24 bytes (names, hosts and
+/// paths nearly always are), so a table of 10,000 routes does not hold
+/// tens of thousands of separate small heap blocks. Reads as a `&str`.
+pub use compact_str::CompactString;
+
+/// A route's or plugin's protocols: at most the four [`Protocol`]s, kept
+/// inline (no heap block per route).
+pub type Protocols = smallvec::SmallVec<[Protocol; 4]>;
+
 pub type ServiceIdx = usize;
 pub type RouteIdx = usize;
 pub type UpstreamIdx = usize;
@@ -38,8 +47,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Meta {
     /// The `id` given in the config (Kong uses UUIDs), if any.
-    pub id: Option<String>,
-    pub tags: Vec<String>,
+    pub id: Option<Box<str>>,
+    /// Boxed slices, not `Vec`s: every entity has a `Meta`, and these lists
+    /// never change once decoded (16 bytes each instead of 24).
+    pub tags: Box<[String]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -72,14 +83,14 @@ impl Protocol {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     pub meta: Meta,
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     pub protocol: Protocol,
     /// A hostname, an IP (IPv6 without brackets), or the name of an
     /// `Upstream` (see `upstream`).
-    pub host: String,
+    pub host: CompactString,
     pub port: u16,
     /// Upstream path prefix (`/` when absent in Kong's router logic).
-    pub path: Option<String>,
+    pub path: Option<CompactString>,
     /// Default 5.
     pub retries: u32,
     /// Milliseconds, default 60000 each.
@@ -111,21 +122,22 @@ pub enum PathHandling {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
     pub meta: Meta,
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     /// None for a route with no service (Kong allows it; proxying answers 503).
     pub service: Option<ServiceIdx>,
     /// Default `[http, https]`.
-    pub protocols: Vec<Protocol>,
-    /// Upper-cased.
-    pub methods: Vec<String>,
+    pub protocols: Protocols,
+    /// Upper-cased. The lists of a route are boxed slices (exact size,
+    /// 16 bytes each): they never change once decoded.
+    pub methods: Box<[String]>,
     /// Lower-cased; may be `*.example.com`, `example.*`, and may carry `:port`.
-    pub hosts: Vec<String>,
+    pub hosts: Box<[CompactString]>,
     /// Prefix paths start with `/`; regex paths keep their leading `~`.
-    pub paths: Vec<String>,
+    pub paths: Box<[CompactString]>,
     /// Header name (lower-cased) -> accepted values (a value starting with
     /// `~*` is a regex). Never contains `host`.
     pub headers: BTreeMap<String, Vec<String>>,
-    pub snis: Vec<String>,
+    pub snis: Box<[String]>,
     /// Default true.
     pub strip_path: bool,
     /// Default false.
@@ -361,7 +373,7 @@ pub struct Plugin {
     /// Default true.
     pub enabled: bool,
     /// Default `[grpc, grpcs, http, https]`.
-    pub protocols: Vec<Protocol>,
+    pub protocols: Protocols,
     pub service: Option<ServiceIdx>,
     pub route: Option<RouteIdx>,
     pub consumer: Option<ConsumerIdx>,

@@ -233,7 +233,7 @@ pub(crate) fn resolve(d: &mut Diag, raw: Raw) -> Config {
         s.ca_certificates.shrink_to_fit();
         s.upstream = upstreams_ix
             .names
-            .get(&s.host.to_ascii_lowercase())
+            .get(s.host.to_ascii_lowercase().as_str())
             .copied();
         services.push(s);
     }
@@ -242,9 +242,12 @@ pub(crate) fn resolve(d: &mut Diag, raw: Raw) -> Config {
     let mut upstreams: Vec<Upstream> = raw.upstreams.into_iter().map(|u| u.upstream).collect();
     r.unique(
         "target id",
-        raw.targets
-            .iter()
-            .filter_map(|t| Some((t.target.meta.id.clone()?, t.origin.id_at.as_ref()?))),
+        raw.targets.iter().filter_map(|t| {
+            Some((
+                t.target.meta.id.as_deref()?.to_string(),
+                t.origin.id_at.as_ref()?,
+            ))
+        }),
     );
     let mut target_slots: Vec<(usize, u8, usize)> = Vec::new(); // (upstream, nested?, raw)
     for (i, t) in raw.targets.iter().enumerate() {
@@ -384,9 +387,12 @@ pub(crate) fn resolve(d: &mut Diag, raw: Raw) -> Config {
     // Plugins: resolve scopes, reject duplicates per scope, canonical order.
     r.unique(
         "plugin id",
-        raw.plugins
-            .iter()
-            .filter_map(|p| Some((p.plugin.meta.id.clone()?, p.origin.id_at.as_ref()?))),
+        raw.plugins.iter().filter_map(|p| {
+            Some((
+                p.plugin.meta.id.as_deref()?.to_string(),
+                p.origin.id_at.as_ref()?,
+            ))
+        }),
     );
     r.unique(
         "plugin instance_name",

@@ -16,7 +16,7 @@ fn kong_example_config_loads() {
     assert_eq!(c.services.len(), 2);
     let foo = &c.services[0];
     assert_eq!(foo.name.as_deref(), Some("foo"));
-    assert_eq!(foo.meta.tags, vec!["example".to_string()]);
+    assert_eq!(foo.meta.tags[..], ["example".to_string()]);
     assert_eq!(
         (
             foo.protocol,
@@ -58,9 +58,9 @@ fn kong_example_config_loads() {
     );
     let r0 = &c.routes[0];
     assert_eq!(r0.service, Some(0));
-    assert_eq!(r0.methods, vec!["GET", "POST"]);
-    assert_eq!(r0.paths, vec!["/foo"]);
-    assert_eq!(r0.protocols, vec![Protocol::Http, Protocol::Https]);
+    assert_eq!(r0.methods[..], ["GET", "POST"]);
+    assert_eq!(r0.paths[..], ["/foo"]);
+    assert_eq!(r0.protocols[..], [Protocol::Http, Protocol::Https]);
     assert!(r0.strip_path && !r0.preserve_host);
     assert_eq!(
         (
@@ -73,8 +73,8 @@ fn kong_example_config_loads() {
     assert!(r0.request_buffering && r0.response_buffering);
     let r1 = &c.routes[1];
     assert_eq!(r1.service, Some(1));
-    assert_eq!(r1.hosts, vec!["bar.example.com", "*.bar.example.com"]);
-    assert_eq!(r1.paths, vec![r"~/bar/(?<id>\d+)$"]);
+    assert_eq!(r1.hosts[..], ["bar.example.com", "*.bar.example.com"]);
+    assert_eq!(r1.paths[..], [r"~/bar/(?<id>\d+)$"]);
     assert!(!r1.strip_path);
     assert_eq!(
         r1.headers,
@@ -84,7 +84,7 @@ fn kong_example_config_loads() {
         )])
     );
     assert_eq!(c.routes[2].service, Some(0));
-    assert_eq!(c.routes[2].hosts, vec!["hello.com"]);
+    assert_eq!(c.routes[2].hosts[..], ["hello.com"]);
 
     // Upstream: health checks merge over Kong's defaults.
     let up = &c.upstreams[0];
@@ -150,10 +150,10 @@ fn kong_example_config_loads() {
         c.plugins[1].config,
         json!({"key_names": ["apikey"], "hide_credentials": false})
     );
-    assert_eq!(c.plugins[2].meta.tags, vec!["extra_limits", "my_tag"]);
+    assert_eq!(c.plugins[2].meta.tags[..], ["extra_limits", "my_tag"]);
     assert_eq!(
-        c.plugins[2].protocols,
-        vec![
+        c.plugins[2].protocols[..],
+        [
             Protocol::Grpc,
             Protocol::Grpcs,
             Protocol::Http,
@@ -171,7 +171,7 @@ fn json_input_is_accepted() {
                           "routes": [{"paths": ["/"]}]}]}"#,
     );
     assert_eq!(c.services[0].host, "example.com");
-    assert_eq!(c.routes[0].paths, vec!["/"]);
+    assert_eq!(c.routes[0].paths[..], ["/"]);
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn grpc_routes_default_to_not_stripping() {
 fn format_2_1_regex_paths_gain_the_tilde() {
     let c = load_ok("_format_version: '2.1'\nroutes:\n- paths: ['/users/\\d+', /plain]\n");
     assert_eq!(c.format_version, "3.0");
-    assert_eq!(c.routes[0].paths, vec![r"~/users/\d+", "/plain"]);
+    assert_eq!(c.routes[0].paths[..], [r"~/users/\d+", "/plain"]);
 }
 
 #[test]

@@ -139,12 +139,12 @@ mod tests {
             meta: Default::default(),
             name: None,
             service: None,
-            protocols: vec![],
-            methods: vec![],
-            hosts: vec![],
-            paths: vec![],
+            protocols: Default::default(),
+            methods: Default::default(),
+            hosts: Default::default(),
+            paths: Default::default(),
             headers: Default::default(),
-            snis: vec![],
+            snis: Default::default(),
             strip_path: true,
             preserve_host: false,
             regex_priority: 0,
@@ -169,7 +169,7 @@ mod tests {
     fn splits_by_regex_and_length() {
         let mut r = route();
         r.regex_priority = 7;
-        r.hosts = vec!["a.com".into(), "*.b.com".into()];
+        r.hosts = vec!["a.com".into(), "*.b.com".into()].into();
         let s = specs(&["/a", "~/x", "/bb", "/c", "~/y", "/ddd"]);
         let g = split(&r, &s);
         let got: Vec<(Vec<usize>, bool, i64, usize)> = g
@@ -199,11 +199,11 @@ mod tests {
     #[test]
     fn weight_counts_fields() {
         let mut r = route();
-        r.methods = vec!["GET".into()];
-        r.snis = vec!["x".into()];
+        r.methods = vec!["GET".into()].into();
+        r.snis = vec!["x".into()].into();
         r.headers.insert("a".into(), vec!["1".into()]);
         r.headers.insert("b".into(), vec!["1".into()]);
-        r.hosts = vec!["h:8080".into()];
+        r.hosts = vec!["h:8080".into()].into();
         let g = split(&r, &[]);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].priority.match_weight, 4);

@@ -278,9 +278,13 @@ fn pick<T: Copy>(rng: &mut table::Rng, v: &[T]) -> T {
     v[rng.below(v.len())]
 }
 
-fn some_of(rng: &mut table::Rng, v: &[&str], max: usize) -> Vec<String> {
+fn some_of<T: for<'a> From<&'a str> + PartialEq>(
+    rng: &mut table::Rng,
+    v: &[&str],
+    max: usize,
+) -> Vec<T> {
     let n = 1 + rng.below(max);
-    let mut out: Vec<String> = (0..n).map(|_| pick(rng, v).to_owned()).collect();
+    let mut out: Vec<T> = (0..n).map(|_| pick(rng, v).into()).collect();
     out.dedup();
     out
 }
@@ -288,13 +292,13 @@ fn some_of(rng: &mut table::Rng, v: &[&str], max: usize) -> Vec<String> {
 fn random_route(rng: &mut table::Rng) -> Route {
     let mut r = route();
     if rng.pct(50) {
-        r.hosts = some_of(rng, R_HOSTS, 2);
+        r.hosts = some_of::<gateway_config::CompactString>(rng, R_HOSTS, 2).into();
     }
     if rng.pct(65) {
-        r.paths = some_of(rng, R_PATHS, 3);
+        r.paths = some_of::<gateway_config::CompactString>(rng, R_PATHS, 3).into();
     }
     if rng.pct(30) {
-        r.methods = some_of(rng, R_METHODS, 2);
+        r.methods = some_of::<String>(rng, R_METHODS, 2).into();
     }
     if rng.pct(20) {
         for _ in 0..1 + rng.below(2) {
@@ -304,7 +308,7 @@ fn random_route(rng: &mut table::Rng) -> Route {
         }
     }
     if rng.pct(15) {
-        r.snis = some_of(rng, R_SNIS, 2);
+        r.snis = some_of::<String>(rng, R_SNIS, 2).into();
     }
     r.regex_priority = rng.below(3) as i64 - 1;
     r

@@ -26,7 +26,7 @@ pub fn is_collection(s: &str) -> bool {
 /// Derived, stable id of an entity without one.
 pub fn entity_id(kind: &str, meta: &Meta, name: Option<&str>, index: usize) -> String {
     if let Some(id) = &meta.id {
-        return id.clone();
+        return id.to_string();
     }
     let mut h = Sha256::new();
     h.update(kind.as_bytes());
@@ -213,7 +213,7 @@ pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
                 c.services.len(),
                 key,
                 |i| service_id(c, i),
-                |i| c.services[i].name.clone(),
+                |i| c.services[i].name.as_deref().map(str::to_string),
             )?;
             match tail {
                 [] => Some(service(c, i)),
@@ -238,7 +238,7 @@ pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
                 c.routes.len(),
                 key,
                 |i| route_id(c, i),
-                |i| c.routes[i].name.clone(),
+                |i| c.routes[i].name.as_deref().map(str::to_string),
             )?;
             match tail {
                 [] => Some(route(c, i)),
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(a.matches('-').count(), 4);
         let given = Meta {
             id: Some("abc".into()),
-            tags: vec![],
+            tags: Default::default(),
         };
         assert_eq!(entity_id("service", &given, Some("foo"), 0), "abc");
     }

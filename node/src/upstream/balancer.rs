@@ -180,8 +180,8 @@ impl Inner {
             .iter()
             .map(|t| {
                 let mut c = TargetCfg::new(&t.host, t.port, t.weight.min(65535));
-                c.id = t.meta.id.clone();
-                c.tags = t.meta.tags.clone();
+                c.id = t.meta.id.as_deref().map(str::to_string);
+                c.tags = t.meta.tags.to_vec();
                 c
             })
             .collect();
@@ -196,7 +196,7 @@ impl Inner {
         Self::new(
             Arc::from(u.name.as_str()),
             true,
-            u.meta.id.clone(),
+            u.meta.id.as_deref().map(str::to_string),
             u.algorithm,
             hash,
             u.slots,

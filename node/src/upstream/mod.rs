@@ -110,7 +110,7 @@ struct ManagerState {
     /// Definition, CAs trusted by its https health checks, balancer.
     upstreams: HashMap<String, (Upstream, Vec<String>, Arc<Balancer>)>,
     /// (host, port) -> implicit service balancer of the last build.
-    implicit: HashMap<(String, u16), Arc<Balancer>>,
+    implicit: HashMap<(gateway_config::CompactString, u16), Arc<Balancer>>,
 }
 
 impl UpstreamManager {
@@ -202,7 +202,7 @@ impl UpstreamManager {
             }
             let b = match s.upstream {
                 Some(i) => by_idx.get(i).cloned(),
-                None => by_name.get(&s.host).cloned(),
+                None => by_name.get(s.host.as_str()).cloned(),
             };
             let b = b.unwrap_or_else(|| {
                 let key = (s.host.clone(), s.port);

@@ -127,10 +127,10 @@ impl Dec<'_> {
         }
         let mut value = serde_json::Map::new();
         if let Some(id) = &meta.id {
-            value.insert("id".into(), id.clone().into());
+            value.insert("id".into(), id.to_string().into());
         }
         if !meta.tags.is_empty() {
-            value.insert("tags".into(), meta.tags.clone().into());
+            value.insert("tags".into(), meta.tags.to_vec().into());
         }
         let mut unique = None;
         for &(name, kind, required) in spec.fields {

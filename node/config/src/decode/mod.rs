@@ -84,6 +84,12 @@ pub(crate) fn exact<T>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
+/// Decoded strings as [`CompactString`]s (inline up to 24 bytes) in a
+/// boxed slice (exact size).
+pub(crate) fn compact(v: Vec<String>) -> Box<[crate::model::CompactString]> {
+    v.into_iter().map(Into::into).collect()
+}
+
 /// The decoder: collects entities into `raw` and errors into `d`.
 pub(crate) struct Dec<'a> {
     pub d: Diag,
@@ -211,12 +217,13 @@ impl<'a> Dec<'a> {
     /// `id`, `tags` and the timestamps every entity may carry.
     fn meta(&mut self, o: &mut Obj<'_>) -> (Meta, Option<At>) {
         let mut meta = Meta::default();
+        let mut tags: Vec<String> = Vec::new();
         let mut id_at = None;
         if let Some(f) = o.get("id") {
             if let Some(s) = f.str(&mut self.d) {
                 match check::uuid(&s) {
                     Ok(()) => {
-                        meta.id = Some(s);
+                        meta.id = Some(s.into());
                         id_at = Some(f.at());
                     }
                     Err(e) => self.d.err(&f.at(), e),
@@ -227,15 +234,15 @@ impl<'a> Dec<'a> {
             if let Some(items) = f.str_list(&mut self.d) {
                 for (t, tf) in items {
                     match check::tag(&t) {
-                        Ok(()) if meta.tags.contains(&t) => {}
-                        Ok(()) => meta.tags.push(t),
+                        Ok(()) if tags.contains(&t) => {}
+                        Ok(()) => tags.push(t),
                         Err(e) => self.d.err(&tf.at(), e),
                     }
                 }
             }
         }
         o.ignore(&["created_at", "updated_at"]);
-        meta.tags.shrink_to_fit();
+        meta.tags = tags.into();
         (meta, id_at)
     }
 

@@ -125,7 +125,7 @@ impl Dec<'_> {
                 instance_name,
                 config,
                 enabled,
-                protocols,
+                protocols: crate::model::Protocols::from_slice(&protocols),
                 service: None,
                 route: None,
                 consumer: None,

@@ -1,11 +1,12 @@
 //! Routes: match criteria, Kong's per-protocol entity checks, nested
 //! plugins.
 
+use super::compact;
 use super::plugin::Parent;
 use super::{exact, Dec};
 use crate::check;
 use crate::fields::Field;
-use crate::model::{PathHandling, Protocol, Route};
+use crate::model::{CompactString, PathHandling, Protocol, Protocols, Route};
 use crate::raw::{Link, RawRoute};
 use crate::yaml::Value;
 use std::collections::BTreeMap;
@@ -305,18 +306,20 @@ impl Dec<'_> {
         o.finish(&mut self.d);
         self.raw.routes.push(RawRoute {
             // Lists are built by pushing; the config lives as long as it is
-            // served, so give back their spare capacity (10,000 routes kept
-            // about 0.7 MB of it in `paths` alone).
+            // served, so they are kept as boxed slices without spare
+            // capacity (10,000 routes kept about 0.7 MB of it in `paths`
+            // alone), short strings inline and protocols in the route
+            // itself (`from_slice`: `from_vec` would keep the heap buffer).
             route: Route {
                 meta,
-                name,
+                name: name.map(CompactString::from),
                 service: None,
-                protocols: exact(protocols),
-                methods: exact(methods),
-                hosts: exact(hosts),
-                paths: exact(paths),
+                protocols: Protocols::from_slice(&protocols),
+                methods: methods.into(),
+                hosts: compact(hosts),
+                paths: compact(paths),
                 headers,
-                snis: exact(snis),
+                snis: snis.into(),
                 strip_path,
                 preserve_host,
                 regex_priority,

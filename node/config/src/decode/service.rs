@@ -176,11 +176,11 @@ impl Dec<'_> {
         self.raw.services.push(RawService {
             service: Service {
                 meta,
-                name,
+                name: name.map(Into::into),
                 protocol: proto,
-                host,
+                host: host.into(),
                 port,
-                path,
+                path: path.map(Into::into),
                 retries,
                 connect_timeout_ms,
                 write_timeout_ms,

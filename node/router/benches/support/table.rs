@@ -67,12 +67,12 @@ pub fn base_route() -> Route {
         meta: Default::default(),
         name: None,
         service: Some(0),
-        protocols: vec![Protocol::Http, Protocol::Https],
-        methods: vec![],
-        hosts: vec![],
-        paths: vec![],
+        protocols: [Protocol::Http, Protocol::Https].into_iter().collect(),
+        methods: Default::default(),
+        hosts: Default::default(),
+        paths: Default::default(),
         headers: Default::default(),
-        snis: vec![],
+        snis: Default::default(),
         strip_path: true,
         preserve_host: false,
         regex_priority: 0,
@@ -139,6 +139,13 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Append to one of a route's (boxed) lists.
+fn push<T>(list: &mut Box<[T]>, v: T) {
+    let mut l = std::mem::take(list).into_vec();
+    l.push(v);
+    *list = l.into();
+}
+
 pub fn generate(n: usize, seed: u64) -> Table {
     let mut rng = Rng::new(seed);
     let n_hosts = (n / 10).max(1);
@@ -151,15 +158,15 @@ pub fn generate(n: usize, seed: u64) -> Table {
         let host = if h < 55 {
             let k = rng.below(n_hosts);
             let host = format!("api{k}.tenant{}.example.com", k % 97);
-            r.hosts.push(host.clone());
+            push(&mut r.hosts, host.as_str().into());
             host
         } else if h < 63 {
             let k = rng.below(n_wild);
-            r.hosts.push(format!("*.t{k}.example.net"));
+            push(&mut r.hosts, format!("*.t{k}.example.net").into());
             format!("edge{}.t{k}.example.net", rng.below(50))
         } else if h < 66 {
             let k = rng.below(n_wild);
-            r.hosts.push(format!("app{k}.*"));
+            push(&mut r.hosts, format!("app{k}.*").into());
             format!("app{k}.example.org")
         } else {
             format!("www{}.example.io", rng.below(1000))
@@ -192,26 +199,26 @@ pub fn generate(n: usize, seed: u64) -> Table {
                     format!("/{top}/v{v}/{w}{j}/abc-{}/{a}", rng.below(1000)),
                 ),
             };
-            r.paths.push(pat);
+            push(&mut r.paths, pat.into());
             sample
         } else {
             kind = Kind::Hit;
             let p = format!("/{top}/v{v}/{w}/{j}");
-            r.paths.push(p.clone());
+            push(&mut r.paths, p.as_str().into());
             if rng.pct(10) {
-                r.paths.push(format!("/{top}/v{v}/{w}-legacy/{j}"));
+                push(&mut r.paths, format!("/{top}/v{v}/{w}-legacy/{j}").into());
             }
             format!("{p}/{}", rng.below(1000))
         };
         let m = rng.below(100);
         let method = if m < 15 {
-            r.methods = strings(&["GET", "HEAD"]);
+            r.methods = strings(&["GET", "HEAD"]).into();
             "GET"
         } else if m < 25 {
-            r.methods = strings(&["POST", "PUT", "PATCH"]);
+            r.methods = strings(&["POST", "PUT", "PATCH"]).into();
             "POST"
         } else if m < 30 {
-            r.methods = strings(&["DELETE"]);
+            r.methods = strings(&["DELETE"]).into();
             "DELETE"
         } else if rng.pct(50) {
             "GET"

@@ -11,12 +11,12 @@ pub fn route() -> Route {
         meta: Default::default(),
         name: None,
         service: None,
-        protocols: vec![Protocol::Http, Protocol::Https],
-        methods: vec![],
-        hosts: vec![],
-        paths: vec![],
+        protocols: [Protocol::Http, Protocol::Https].into_iter().collect(),
+        methods: Default::default(),
+        hosts: Default::default(),
+        paths: Default::default(),
         headers: Default::default(),
-        snis: vec![],
+        snis: Default::default(),
         strip_path: true,
         preserve_host: false,
         regex_priority: 0,
@@ -43,15 +43,15 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 impl RouteExt for Route {
     fn hosts(mut self, v: &[&str]) -> Self {
-        self.hosts = strings(v);
+        self.hosts = v.iter().map(|s| (*s).into()).collect();
         self
     }
     fn paths(mut self, v: &[&str]) -> Self {
-        self.paths = strings(v);
+        self.paths = v.iter().map(|s| (*s).into()).collect();
         self
     }
     fn methods(mut self, v: &[&str]) -> Self {
-        self.methods = strings(v);
+        self.methods = strings(v).into();
         self
     }
     fn header(mut self, name: &str, values: &[&str]) -> Self {
@@ -59,7 +59,7 @@ impl RouteExt for Route {
         self
     }
     fn snis(mut self, v: &[&str]) -> Self {
-        self.snis = strings(v);
+        self.snis = strings(v).into();
         self
     }
     fn regex_priority(mut self, p: i64) -> Self {
@@ -67,7 +67,7 @@ impl RouteExt for Route {
         self
     }
     fn protocols(mut self, v: &[Protocol]) -> Self {
-        self.protocols = v.to_vec();
+        self.protocols = v.iter().copied().collect();
         self
     }
 }
