@@ -744,6 +744,8 @@ async fn propose_keep_configs_while_leading(cluster: Arc<Cluster>) {
                 keep_configs: want as u64,
             };
             match cluster.write_local(cmd).await {
+                // Checked again on the next metrics change, not at once,
+                // so this loop can never spin.
                 Ok(reply) => tracing::info!(
                     keep_configs = want,
                     was = have,
@@ -759,9 +761,9 @@ async fn propose_keep_configs_while_leading(cluster: Arc<Cluster>) {
                     };
                     tracing::warn!(keep_configs = want, error = %why, "could not commit --keep-configs; retrying while leader");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
             }
-            continue;
         }
         if metrics.changed().await.is_err() {
             return;
