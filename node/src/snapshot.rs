@@ -192,8 +192,9 @@ impl LiveConfig {
         }
     }
 
-    /// Whether a prepared config is held (tests and diagnostics).
-    pub fn has_prepared(&self) -> bool {
+    /// Whether a prepared config is held.
+    #[cfg(test)]
+    fn has_prepared(&self) -> bool {
         self.prepared.lock().is_some()
     }
 

@@ -466,19 +466,7 @@ async fn rollback_pins_and_resume_follows_again() {
 /// `gatewayctl -o json history` of node `i`: the region's retention and,
 /// newest first, whether each version still has its full config.
 fn retention(region: &Region, i: usize) -> Option<(u64, Vec<(String, bool)>)> {
-    let (ok, out) = ctl(&[
-        "--server",
-        &region.raft(i),
-        "-o",
-        "json",
-        "history",
-        "--limit",
-        "0",
-    ]);
-    if !ok {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let v = history_json(region, i).ok()?;
     let kept = v["versions"]
         .as_array()?
         .iter()

@@ -134,17 +134,7 @@ async fn try_status(url: &str) -> Option<u16> {
 }
 
 fn history(region: &Region, i: usize) -> Value {
-    let (ok, out) = ctl(&[
-        "--server",
-        &region.raft(i),
-        "-o",
-        "json",
-        "history",
-        "--limit",
-        "0",
-    ]);
-    assert!(ok, "{out}");
-    serde_json::from_str(&out).expect("history json")
+    history_json(region, i).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn git_versions(h: &Value) -> Vec<String> {

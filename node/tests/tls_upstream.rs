@@ -141,78 +141,55 @@ services:
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// `healthchecks.active.type: https` probes over TLS: the status is read
-/// through the handshake, an untrusted certificate is a failure, and the
-/// CAs of the upstream's services are trusted (a TCP-only probe would mark
-/// every target here healthy).
-#[tokio::test]
-async fn https_active_health_checks_verify_and_read_the_status() {
-    let (port, ca_pem) = tls_upstream().await;
-    let upstream = |name: &str, path: &str, verify: bool| {
-        format!(
-            r#"
+/// An upstream named `name` whose only target is the TLS test server on
+/// `port`, with active checks of `kind` (`https` or `grpcs`) every 50 ms;
+/// one success makes it healthy, one failure unhealthy.
+fn tls_checked_upstream(kind: &str, name: &str, path: &str, verify: bool, port: u16) -> String {
+    format!(
+        r#"
   - name: {name}
     healthchecks:
       active:
-        type: https
+        type: {kind}
         http_path: {path}
         https_verify_certificate: {verify}
         https_sni: localhost
         healthy: {{ interval: 0.05, successes: 1 }}
         unhealthy: {{ interval: 0.05, http_failures: 1, tcp_failures: 1 }}
     targets: [{{ target: "127.0.0.1:{port}" }}]"#
-        )
-    };
-    let yaml = format!(
-        r#"
-_format_version: "3.0"
-ca_certificates:
-  - id: 4e3ad2e4-0bc4-4638-8e34-c84a417ba39b
-    cert: |
-{ca}
-upstreams:{trusted}{untrusted}{unverified}{failing}
-services:
-  - name: trusted
-    host: trusted
-    protocol: https
-    ca_certificates: [4e3ad2e4-0bc4-4638-8e34-c84a417ba39b]
-  - name: untrusted
-    host: untrusted
-    protocol: https
-    tls_verify: false
-"#,
-        ca = indent(&ca_pem),
-        trusted = upstream("trusted", "/ok", true),
-        untrusted = upstream("untrusted", "/ok", true),
-        unverified = upstream("unverified", "/ok", false),
-        failing = upstream("failing", "/fail", false),
-    );
-    let gw = gateway(&yaml).await;
-    let health = |name: &'static str| {
-        let url = gw.admin_url(&format!("/upstreams/{name}/health"));
-        async move {
-            let r = get(&url).await;
-            assert_eq!(r.status, 200, "{}", r.text());
-            r.json()["data"][0]["health"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-    };
-    let want = [
-        ("trusted", "HEALTHY"),
-        ("untrusted", "UNHEALTHY"),
-        ("unverified", "HEALTHY"),
-        ("failing", "UNHEALTHY"),
-    ];
+    )
+}
+
+/// The id of the test CA in [`config_with_test_ca`].
+const TEST_CA_ID: &str = "4e3ad2e4-0bc4-4638-8e34-c84a417ba39b";
+
+/// A config with the test CA as a `ca_certificates` entry (`TEST_CA_ID`),
+/// `upstreams` and the YAML `services` items.
+fn config_with_test_ca(ca_pem: &str, upstreams: &[String], services: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nca_certificates:\n  - id: {TEST_CA_ID}\n    cert: |\n{ca}upstreams:{ups}\nservices:{services}",
+        ca = indent(ca_pem),
+        ups = upstreams.concat(),
+    )
+}
+
+/// Poll each upstream's `/upstreams/{name}/health` until all show the
+/// wanted health (at most 10 s).
+async fn wait_health(gw: &Gateway, want: &[(&str, &str)]) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let mut got = Vec::new();
         for (name, _) in want {
-            got.push((name, health(name).await));
+            let r = get(&gw.admin_url(&format!("/upstreams/{name}/health"))).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let health = r.json()["data"][0]["health"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            got.push((*name, health));
         }
         if want.iter().zip(&got).all(|((_, w), (_, g))| g == w) {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -220,6 +197,44 @@ services:
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `healthchecks.active.type: https` probes over TLS: the status is read
+/// through the handshake, an untrusted certificate is a failure, and the
+/// CAs of the upstream's services are trusted (a TCP-only probe would mark
+/// every target here healthy).
+#[tokio::test]
+async fn https_active_health_checks_verify_and_read_the_status() {
+    let (port, ca_pem) = tls_upstream().await;
+    let upstreams = [
+        tls_checked_upstream("https", "trusted", "/ok", true, port),
+        tls_checked_upstream("https", "untrusted", "/ok", true, port),
+        tls_checked_upstream("https", "unverified", "/ok", false, port),
+        tls_checked_upstream("https", "failing", "/fail", false, port),
+    ];
+    let services = format!(
+        r#"
+  - name: trusted
+    host: trusted
+    protocol: https
+    ca_certificates: [{TEST_CA_ID}]
+  - name: untrusted
+    host: untrusted
+    protocol: https
+    tls_verify: false
+"#
+    );
+    let gw = gateway(&config_with_test_ca(&ca_pem, &upstreams, &services)).await;
+    wait_health(
+        &gw,
+        &[
+            ("trusted", "HEALTHY"),
+            ("untrusted", "UNHEALTHY"),
+            ("unverified", "HEALTHY"),
+            ("failing", "UNHEALTHY"),
+        ],
+    )
+    .await;
 }
 
 /// `type: grpcs` runs the gRPC health check over TLS (ALPN h2): `SERVING`
@@ -230,61 +245,18 @@ services:
 #[tokio::test]
 async fn grpcs_active_health_checks_call_the_health_service_over_tls() {
     let (port, ca_pem) = tls_upstream().await;
-    let upstream = |name: &str, verify: bool| {
-        format!(
-            r#"
-  - name: {name}
-    healthchecks:
-      active:
-        type: grpcs
-        # Ignored by gRPC probes; an https GET of it would get a 500.
-        http_path: /fail
-        https_verify_certificate: {verify}
-        https_sni: localhost
-        healthy: {{ interval: 0.05, successes: 1 }}
-        unhealthy: {{ interval: 0.05, http_failures: 1, tcp_failures: 1 }}
-    targets: [{{ target: "127.0.0.1:{port}" }}]"#
-        )
-    };
-    let yaml = format!(
+    let upstreams = [
+        tls_checked_upstream("grpcs", "trusted", "/fail", true, port),
+        tls_checked_upstream("grpcs", "untrusted", "/fail", true, port),
+    ];
+    let services = format!(
         r#"
-_format_version: "3.0"
-ca_certificates:
-  - id: 4e3ad2e4-0bc4-4638-8e34-c84a417ba39b
-    cert: |
-{ca}
-upstreams:{trusted}{untrusted}
-services:
   - name: trusted
     host: trusted
     protocol: grpcs
-    ca_certificates: [4e3ad2e4-0bc4-4638-8e34-c84a417ba39b]
-"#,
-        ca = indent(&ca_pem),
-        trusted = upstream("trusted", true),
-        untrusted = upstream("untrusted", true),
+    ca_certificates: [{TEST_CA_ID}]
+"#
     );
-    let gw = gateway(&yaml).await;
-    let health = |name: &'static str| {
-        let url = gw.admin_url(&format!("/upstreams/{name}/health"));
-        async move {
-            get(&url).await.json()["data"][0]["health"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-    };
-    let want = ["HEALTHY", "UNHEALTHY"];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let got = [health("trusted").await, health("untrusted").await];
-        if got == want {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health after 10 s: {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let gw = gateway(&config_with_test_ca(&ca_pem, &upstreams, &services)).await;
+    wait_health(&gw, &[("trusted", "HEALTHY"), ("untrusted", "UNHEALTHY")]).await;
 }

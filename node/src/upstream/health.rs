@@ -152,38 +152,26 @@ impl HealthConfig {
         let p = &hc.passive;
         let healthy_interval = secs(a.healthy.interval_secs);
         let unhealthy_interval = secs(a.unhealthy.interval_secs);
-        let mut tls = None;
-        let probe = match a.kind {
-            HealthcheckType::Tcp => ProbeKind::Tcp,
-            HealthcheckType::Http => ProbeKind::Http,
-            HealthcheckType::Https => {
-                let pems: Vec<&str> = ca_pems.iter().map(String::as_str).collect();
-                match crate::proxy::tls::upstream_tls(a.https_verify_certificate, &pems, false) {
-                    Ok(t) => {
-                        tls = Some(std::sync::Arc::new(t));
-                        ProbeKind::Https
-                    }
-                    Err(e) => {
-                        tracing::error!(upstream, error = %e, "https health checks: bad CA certificates; probing TCP connectivity only");
-                        ProbeKind::Tcp
-                    }
-                }
-            }
-            HealthcheckType::Grpc => ProbeKind::Grpc,
-            HealthcheckType::Grpcs => {
-                let pems: Vec<&str> = ca_pems.iter().map(String::as_str).collect();
-                match crate::proxy::tls::upstream_tls(a.https_verify_certificate, &pems, true) {
-                    Ok(t) => {
-                        tls = Some(std::sync::Arc::new(t));
-                        ProbeKind::Grpcs
-                    }
-                    Err(e) => {
-                        tracing::error!(upstream, error = %e, "grpcs health checks: bad CA certificates; probing TCP connectivity only");
-                        ProbeKind::Tcp
-                    }
-                }
-            }
+        // https and grpcs probe over TLS (grpcs with ALPN h2), with the
+        // same certificate settings.
+        let (mut probe, tls_h2) = match a.kind {
+            HealthcheckType::Tcp => (ProbeKind::Tcp, None),
+            HealthcheckType::Http => (ProbeKind::Http, None),
+            HealthcheckType::Https => (ProbeKind::Https, Some(false)),
+            HealthcheckType::Grpc => (ProbeKind::Grpc, None),
+            HealthcheckType::Grpcs => (ProbeKind::Grpcs, Some(true)),
         };
+        let mut tls = None;
+        if let Some(h2) = tls_h2 {
+            let pems: Vec<&str> = ca_pems.iter().map(String::as_str).collect();
+            match crate::proxy::tls::upstream_tls(a.https_verify_certificate, &pems, h2) {
+                Ok(t) => tls = Some(std::sync::Arc::new(t)),
+                Err(e) => {
+                    tracing::error!(upstream, kind = ?a.kind, error = %e, "TLS health checks: bad CA certificates; probing TCP connectivity only");
+                    probe = ProbeKind::Tcp;
+                }
+            }
+        }
         let enabled = healthy_interval.is_some()
             || unhealthy_interval.is_some()
             || p.unhealthy.tcp_failures != 0

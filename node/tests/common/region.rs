@@ -242,6 +242,24 @@ pub fn hash_of(got: &Got) -> String {
     v["configuration_hash"].as_str().expect("hash").to_string()
 }
 
+/// `gatewayctl -o json history --limit 0` of node `i`, or what gatewayctl
+/// said when it failed.
+pub fn history_json(region: &Region, i: usize) -> Result<Value, String> {
+    let (ok, out) = ctl(&[
+        "--server",
+        &region.raft(i),
+        "-o",
+        "json",
+        "history",
+        "--limit",
+        "0",
+    ]);
+    if !ok {
+        return Err(out);
+    }
+    serde_json::from_str(&out).map_err(|e| format!("history json: {e}: {out}"))
+}
+
 pub fn ctl(args: &[&str]) -> (bool, String) {
     let out = Command::new(GATEWAYCTL)
         .args(args)
