@@ -120,6 +120,7 @@ impl Node {
             },
             max_config_bytes: opts.max_config_bytes,
             cluster,
+            recent_config: Default::default(),
         });
         tasks.spawn(serve(
             admin_listener,

@@ -12,14 +12,21 @@
 use crate::plugins::{PluginChains, PluginRegistry};
 use crate::upstream::{Balancers, UpstreamManager};
 use arc_swap::ArcSwap;
-use gateway_config::{Config, ConfigErrors, SourceFile};
+use gateway_config::{CompactString, Config, ConfigErrors, PathHandling, Protocol, SourceFile};
 use gateway_router::Router;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 /// Everything the data plane needs for one config version.
 pub struct CompiledConfig {
-    pub config: Arc<Config>,
+    /// The config itself, for the admin API (the request path reads
+    /// `routes` and `service_paths` instead). Kept whole until the snapshot
+    /// is live, then packed (see [`KeptConfig`]).
+    pub kept: KeptConfig,
+    /// Per `Config::routes` index: what the proxy reads of the route.
+    pub routes: Box<[RouteRuntime]>,
+    /// Per `Config::services` index: the service's `path`.
+    pub service_paths: Box<[Option<CompactString>]>,
     /// `Config::hash()`, Kong's `configuration_hash`.
     pub hash: String,
     pub router: Router,
@@ -32,6 +39,162 @@ pub struct CompiledConfig {
     /// Services with equal values share one entry.
     pub services: Vec<Arc<ServiceRuntime>>,
     pub loaded_at: SystemTime,
+    /// The config has no services and no routes.
+    empty: bool,
+}
+
+/// What the request path reads of a route (16 bytes; a `Route` is 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRuntime {
+    pub service: Option<u32>,
+    pub https_redirect_status_code: u16,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub path_handling: PathHandling,
+    /// `protocols` has `http` or `grpc`: plain-text requests are served,
+    /// not redirected.
+    pub plain_allowed: bool,
+}
+
+impl RouteRuntime {
+    fn of(r: &gateway_config::Route) -> RouteRuntime {
+        RouteRuntime {
+            service: r.service.map(|s| s as u32),
+            https_redirect_status_code: r.https_redirect_status_code,
+            strip_path: r.strip_path,
+            preserve_host: r.preserve_host,
+            path_handling: r.path_handling,
+            plain_allowed: r
+                .protocols
+                .iter()
+                .any(|p| matches!(p, Protocol::Http | Protocol::Grpc)),
+        }
+    }
+}
+
+/// A snapshot's config, for the admin API and `GET /config`.
+///
+/// The request path never reads it. Once the snapshot is live, [`pack`]
+/// replaces the parsed config by its normalized text (`to_declarative`),
+/// zstd-compressed: at 10,000 routes the parsed `Config` is about 4 MB of
+/// heap and the packed text about 0.3 MB (docs/benchmarks.md, "Session 7").
+/// A reader gets the config back through [`gateway_config::parse_normalized`],
+/// the same decoder replicated versions go through; readers at the same
+/// time share one decoded copy, which is freed when the last lets go.
+///
+/// [`pack`]: KeptConfig::pack
+pub struct KeptConfig {
+    state: parking_lot::Mutex<Kept>,
+}
+
+enum Kept {
+    Whole(Arc<Config>),
+    Packed {
+        zstd: Box<[u8]>,
+        decoded: Weak<Config>,
+    },
+}
+
+/// A packed config could not be read back (a bug: the text was written by
+/// `to_declarative` of a valid config).
+#[derive(Debug, thiserror::Error)]
+pub enum KeptConfigError {
+    #[error("kept configuration could not be decompressed: {0}")]
+    Decompress(std::io::Error),
+    #[error("kept configuration is not valid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("kept configuration no longer parses: {0}")]
+    Parse(ConfigErrors),
+}
+
+/// zstd level for kept configs: level 3 packs an 11 MB normalized config
+/// in about 50 ms (gateway-raft's `packed`), off the request path.
+const KEPT_ZSTD_LEVEL: i32 = 3;
+
+impl KeptConfig {
+    fn whole(config: Config) -> KeptConfig {
+        KeptConfig {
+            state: parking_lot::Mutex::new(Kept::Whole(Arc::new(config))),
+        }
+    }
+
+    /// Replace the parsed config by its packed normalized text. Blocking
+    /// (serializes and compresses): run it off the async workers.
+    pub fn pack(&self) {
+        let config = match &*self.state.lock() {
+            Kept::Whole(c) => c.clone(),
+            Kept::Packed { .. } => return,
+        };
+        let started = std::time::Instant::now();
+        let packed = serde_json::to_vec(&config.to_declarative())
+            .map_err(std::io::Error::other)
+            .and_then(|text| zstd::bulk::compress(&text, KEPT_ZSTD_LEVEL));
+        match packed {
+            Ok(zstd) => {
+                tracing::debug!(
+                    packed_bytes = zstd.len(),
+                    took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "live configuration packed"
+                );
+                *self.state.lock() = Kept::Packed {
+                    zstd: zstd.into_boxed_slice(),
+                    decoded: Arc::downgrade(&config),
+                };
+            }
+            // The config stays whole: more memory, nothing lost.
+            Err(e) => tracing::warn!(error = %e, "could not pack the live configuration"),
+        }
+    }
+
+    /// Whether [`KeptConfig::pack`] has run.
+    pub fn is_packed(&self) -> bool {
+        matches!(&*self.state.lock(), Kept::Packed { .. })
+    }
+
+    fn packed_text(zstd: &[u8]) -> Result<Vec<u8>, KeptConfigError> {
+        zstd::stream::decode_all(zstd).map_err(KeptConfigError::Decompress)
+    }
+
+    /// The config. Decodes the packed text unless it is whole or another
+    /// reader holds a decoded copy.
+    pub fn config(
+        &self,
+        plugins: &dyn gateway_config::PluginCatalog,
+    ) -> Result<Arc<Config>, KeptConfigError> {
+        let zstd = match &*self.state.lock() {
+            Kept::Whole(c) => return Ok(c.clone()),
+            Kept::Packed { zstd, decoded } => match decoded.upgrade() {
+                Some(c) => return Ok(c),
+                None => zstd.clone(),
+            },
+        };
+        // Decode outside the lock (about as long as a replicated apply).
+        let text = Self::packed_text(&zstd)?;
+        let text = String::from_utf8(text).map_err(|e| {
+            KeptConfigError::Decompress(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
+        let config = Arc::new(
+            gateway_config::parse_normalized("kept configuration", &text, plugins)
+                .map_err(KeptConfigError::Parse)?,
+        );
+        if let Kept::Packed { decoded, .. } = &mut *self.state.lock() {
+            *decoded = Arc::downgrade(&config);
+        }
+        Ok(config)
+    }
+
+    /// The config's normalized form (`Config::to_declarative`), read from
+    /// the packed text without parsing the config.
+    pub fn declarative(&self) -> Result<serde_json::Value, KeptConfigError> {
+        let zstd = match &*self.state.lock() {
+            Kept::Whole(c) => return Ok(c.to_declarative()),
+            Kept::Packed { zstd, decoded } => match decoded.upgrade() {
+                Some(c) => return Ok(c.to_declarative()),
+                None => zstd.clone(),
+            },
+        };
+        serde_json::from_slice(&Self::packed_text(&zstd)?).map_err(KeptConfigError::Json)
+    }
 }
 
 /// Per-service values derived once per config.
@@ -73,7 +236,7 @@ impl RuntimeKey {
 impl CompiledConfig {
     /// True when the config serves nothing (the initial state).
     pub fn is_empty(&self) -> bool {
-        self.config.services.is_empty() && self.config.routes.is_empty()
+        self.empty
     }
 }
 
@@ -159,10 +322,15 @@ impl LiveConfig {
         }
         let compiled = compile(config, hash, &self.upstreams, &self.plugins)?;
         let hash = compiled.hash.clone();
-        self.current.store(Arc::new(compiled));
+        let compiled = Arc::new(compiled);
+        self.current.store(compiled.clone());
         // Off this path: a commit's reply waits for the apply. Running a
         // little later also catches the caller's parse temporaries.
-        tokio::task::spawn_blocking(release_freed_memory);
+        tokio::task::spawn_blocking(move || {
+            compiled.kept.pack();
+            drop(compiled);
+            release_freed_memory();
+        });
         tracing::info!(configuration_hash = %hash, "configuration applied");
         Ok(Applied::Swapped { hash })
     }
@@ -236,6 +404,30 @@ impl LiveConfig {
 /// made a 10,000-route node sit at 85 MiB RSS of which 15 MB was live.
 /// Give it back to the OS. (mimalloc, when it is the allocator, returns
 /// freed pages by itself.)
+/// Make glibc give freed memory back at a fixed 128 KiB trim threshold.
+///
+/// By default glibc raises its trim threshold to twice the largest block it
+/// ever freed from mmap (up to 64 MB). A config load frees multi-MB blocks,
+/// so afterwards the free top of a thread's arena was never given back, and
+/// `malloc_trim` does not touch that top in thread arenas: a 10,000-route
+/// node kept about 5 MB of freed parse and config memory resident
+/// (docs/benchmarks.md, "Session 7"). Setting the threshold also stops the
+/// mmap threshold from moving (it stays at glibc's 128 KiB default). Under
+/// proxy load this adds no `brk`/`madvise`/`mmap` calls (strace, same page).
+/// Call it before the runtime starts; a no-op with mimalloc or off glibc.
+pub fn return_freed_memory_promptly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+    // SAFETY: `mallopt` only sets a parameter of glibc's allocator.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// [`release_freed_memory`] on a blocking thread (it walks every arena).
+pub(crate) fn release_freed_memory_soon() {
+    tokio::task::spawn_blocking(release_freed_memory);
+}
+
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
     // SAFETY: `malloc_trim` has no preconditions; it only walks glibc's
@@ -335,8 +527,13 @@ fn compile(
             .clone();
         services.push(rt);
     }
+    let routes = config.routes.iter().map(RouteRuntime::of).collect();
+    let service_paths = config.services.iter().map(|s| s.path.clone()).collect();
     Ok(CompiledConfig {
-        config: Arc::new(config),
+        empty: config.services.is_empty() && config.routes.is_empty(),
+        kept: KeptConfig::whole(config),
+        routes,
+        service_paths,
         hash,
         router,
         router_routes,
@@ -387,7 +584,9 @@ mod tests {
         let applied = live.apply_version("v1", &hash, "not json").await.unwrap();
         assert_eq!(applied, Applied::Swapped { hash: hash.clone() });
         assert_eq!(live.current().hash, hash);
-        assert_eq!(live.current().config.services.len(), 1);
+        let snap = live.current();
+        let config = snap.kept.config(live.plugin_registry()).unwrap();
+        assert_eq!(config.services.len(), 1);
     }
 
     #[tokio::test]
@@ -422,5 +621,100 @@ mod tests {
         let live2 = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
         live2.apply_version("v1", &hash, &text).await.unwrap();
         assert_eq!(live2.current().hash, hash);
+    }
+
+    const SEVERAL_ENTITIES: &str = r#"_format_version: "3.0"
+services:
+  - name: a
+    url: http://127.0.0.1:9/base
+    retries: 2
+    routes:
+      - name: a
+        paths: [/a, '~/r/\d+$']
+        hosts: [a.example.com]
+        protocols: [https]
+        https_redirect_status_code: 308
+        preserve_host: true
+      - name: a2
+        paths: [/a2]
+        strip_path: false
+        path_handling: v1
+  - name: b
+    host: backend
+    routes:
+      - name: b
+        paths: [/b]
+    plugins:
+      - name: correlation-id
+        config:
+          header_name: X-Trace
+upstreams:
+  - name: backend
+    targets:
+      - target: 127.0.0.1:9
+        weight: 50
+consumers:
+  - username: alice
+"#;
+
+    #[tokio::test]
+    async fn a_packed_config_reads_back_equal_and_readers_share_one_copy() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let parsed = live.parse(&files(SEVERAL_ENTITIES)).unwrap();
+        live.apply(parsed.clone()).await.unwrap();
+        let snap = live.current();
+        snap.kept.pack();
+        assert!(snap.kept.is_packed());
+        let first = snap.kept.config(live.plugin_registry()).unwrap();
+        assert_eq!(*first, parsed);
+        assert_eq!(first.hash(), snap.hash);
+        let second = snap.kept.config(live.plugin_registry()).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "a held copy is shared");
+        assert_eq!(snap.kept.declarative().unwrap(), parsed.to_declarative());
+        drop((first, second));
+        // Nobody holds it: decoded again, still equal.
+        let again = snap.kept.config(live.plugin_registry()).unwrap();
+        assert_eq!(*again, parsed);
+        assert_eq!(snap.kept.declarative().unwrap(), parsed.to_declarative());
+    }
+
+    #[tokio::test]
+    async fn the_request_path_values_are_the_routes_and_services_own() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        let parsed = live.parse(&files(SEVERAL_ENTITIES)).unwrap();
+        live.apply(parsed.clone()).await.unwrap();
+        let snap = live.current();
+        assert_eq!(snap.routes.len(), parsed.routes.len());
+        for (rt, r) in snap.routes.iter().zip(&parsed.routes) {
+            assert_eq!(rt.service.map(|s| s as usize), r.service);
+            assert_eq!(rt.strip_path, r.strip_path);
+            assert_eq!(rt.preserve_host, r.preserve_host);
+            assert_eq!(rt.path_handling, r.path_handling);
+            assert_eq!(rt.https_redirect_status_code, r.https_redirect_status_code);
+        }
+        let a = &snap.routes[0];
+        assert!(!a.plain_allowed, "route a is https only");
+        assert!(snap.routes[1].plain_allowed);
+        assert_eq!(a.https_redirect_status_code, 308);
+        let paths: Vec<Option<&str>> = snap.service_paths.iter().map(|p| p.as_deref()).collect();
+        assert_eq!(paths, [Some("/base"), None]);
+    }
+
+    #[tokio::test]
+    async fn a_swapped_in_snapshot_gets_packed_off_the_request_path() {
+        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
+        live.apply_files(&files(SEVERAL_ENTITIES)).await.unwrap();
+        let snap = live.current();
+        // Packing runs on a blocking thread after the swap: wait for it,
+        // bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !snap.kept.is_packed() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the live snapshot was not packed within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!snap.is_empty());
     }
 }

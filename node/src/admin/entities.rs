@@ -204,8 +204,7 @@ fn find(
 }
 
 /// Answer `GET /{kind}/{rest...}`; `None` = 404.
-pub fn get(snap: &CompiledConfig, kind: &str, rest: &[&str]) -> Option<Value> {
-    let c = &snap.config;
+pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Option<Value> {
     match (kind, rest) {
         ("services", []) => Some(page((0..c.services.len()).map(|i| service(c, i)).collect())),
         ("services", [key, tail @ ..]) => {

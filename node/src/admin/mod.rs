@@ -18,7 +18,7 @@ mod entities;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::handler::Stats;
-use crate::snapshot::{Applied, ApplyError, LiveConfig};
+use crate::snapshot::{Applied, ApplyError, CompiledConfig, KeptConfigError, LiveConfig};
 use bytes::Bytes;
 use gateway_config::SourceFile;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -47,6 +47,66 @@ pub struct Admin {
     /// Set in cluster mode: `POST /config` proposes through Raft and
     /// `/status` reports the node's place in its region.
     pub cluster: Option<Arc<Cluster>>,
+    /// The config decoded for the last entity read, held briefly.
+    pub recent_config: RecentConfig,
+}
+
+/// How long a config decoded for the admin API is held after its last use.
+/// A tool that walks every entity (services, routes, plugins, ... one
+/// `GET` each) then decodes once, not once per call.
+const HOLD_DECODED_CONFIG: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A config the admin API decoded from a packed snapshot
+/// ([`crate::snapshot::KeptConfig`]), held for [`HOLD_DECODED_CONFIG`]
+/// after its last use, then dropped and its memory given back.
+#[derive(Default)]
+pub struct RecentConfig(Arc<parking_lot::Mutex<Option<HeldConfig>>>);
+
+struct HeldConfig {
+    hash: String,
+    config: Arc<gateway_config::Config>,
+    used: tokio::time::Instant,
+}
+
+impl RecentConfig {
+    /// The held config if it is the one with `hash`.
+    fn get(&self, hash: &str) -> Option<Arc<gateway_config::Config>> {
+        let mut slot = self.0.lock();
+        let held = slot.as_mut().filter(|h| h.hash == hash)?;
+        held.used = tokio::time::Instant::now();
+        Some(held.config.clone())
+    }
+
+    /// Hold `config`; starts the task that drops it once unused for
+    /// [`HOLD_DECODED_CONFIG`].
+    fn hold(&self, hash: &str, config: Arc<gateway_config::Config>) {
+        let mut slot = self.0.lock();
+        let start_expiry = slot.is_none();
+        *slot = Some(HeldConfig {
+            hash: hash.to_string(),
+            config,
+            used: tokio::time::Instant::now(),
+        });
+        if !start_expiry {
+            return;
+        }
+        let held = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                let left = match &*held.lock() {
+                    Some(h) => HOLD_DECODED_CONFIG.saturating_sub(h.used.elapsed()),
+                    None => return,
+                };
+                if left.is_zero() {
+                    let expired = held.lock().take();
+                    drop(expired);
+                    crate::snapshot::release_freed_memory_soon();
+                    return;
+                }
+                tokio::time::sleep(left).await;
+            }
+        });
+    }
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -61,15 +121,22 @@ impl Admin {
             (Method::GET, ["status"]) => self.status(),
             (Method::GET, ["metrics"]) => self.metrics(),
             (Method::GET, ["status", "ready"]) => self.ready(),
-            (Method::GET, ["config"]) => self.get_config(),
+            (Method::GET, ["config"]) => self.get_config().await,
             (Method::POST, ["config"]) => self.post_config(req).await,
             (Method::POST, ["hooks", "git"]) => self.git_webhook(req).await,
             (Method::GET, [kind, rest @ ..]) if entities::is_collection(kind) => {
                 let snap = self.live.current();
-                match entities::get(&snap, kind, rest) {
+                let Some(config) = self.kept_config(&snap).await else {
+                    return unreadable_config();
+                };
+                let resp = match entities::get(&snap, &config, kind, rest) {
                     Some(v) => json_response(StatusCode::OK, &v),
                     None => message(StatusCode::NOT_FOUND, "Not found"),
-                }
+                };
+                // A listing of 10,000 routes builds about 100 MB of JSON
+                // values; give that back now that it is serialized.
+                crate::snapshot::release_freed_memory_soon();
+                resp
             }
             (_, [kind, ..])
                 if entities::is_collection(kind) || *kind == "config" || *kind == "status" =>
@@ -229,13 +296,51 @@ impl Admin {
         }
     }
 
-    fn get_config(&self) -> Response<ProxyBody> {
+    /// The snapshot's config, decoded off the async workers when it is
+    /// packed (tens of ms at 10,000 routes).
+    async fn kept_config(&self, snap: &Arc<CompiledConfig>) -> Option<Arc<gateway_config::Config>> {
+        if let Some(config) = self.recent_config.get(&snap.hash) {
+            return Some(config);
+        }
+        let (snap2, live) = (snap.clone(), self.live.clone());
+        let decoded =
+            tokio::task::spawn_blocking(move || snap2.kept.config(live.plugin_registry())).await;
+        let config = Self::kept_or_log(decoded)?;
+        self.recent_config.hold(&snap.hash, config.clone());
+        Some(config)
+    }
+
+    /// The snapshot's config in its normalized form (`to_declarative`).
+    async fn kept_declarative(&self, snap: &Arc<CompiledConfig>) -> Option<Value> {
+        let snap = snap.clone();
+        Self::kept_or_log(tokio::task::spawn_blocking(move || snap.kept.declarative()).await)
+    }
+
+    /// The value, or `None` after logging why the kept config could not be
+    /// read (answer with [`unreadable_config`]).
+    fn kept_or_log<T>(r: Result<Result<T, KeptConfigError>, tokio::task::JoinError>) -> Option<T> {
+        let err = match r {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error = %err, "reading the active configuration failed");
+        None
+    }
+
+    async fn get_config(&self) -> Response<ProxyBody> {
         let snap = self.live.current();
-        let text = serde_json::to_string_pretty(&snap.config.to_declarative()).unwrap_or_default();
-        json_response(
+        let Some(declarative) = self.kept_declarative(&snap).await else {
+            return unreadable_config();
+        };
+        let text = serde_json::to_string_pretty(&declarative).unwrap_or_default();
+        drop(declarative);
+        let resp = json_response(
             StatusCode::OK,
             &json!({ "config": text, "configuration_hash": snap.hash }),
-        )
+        );
+        crate::snapshot::release_freed_memory_soon();
+        resp
     }
 
     async fn post_config(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -267,11 +372,16 @@ impl Admin {
             }
             Ok(Applied::Swapped { hash } | Applied::Unchanged { hash }) => {
                 let snap = self.live.current();
-                let mut body = snap.config.to_declarative();
+                let Some(mut body) = self.kept_declarative(&snap).await else {
+                    return unreadable_config();
+                };
                 if let Value::Object(m) = &mut body {
                     m.insert("configuration_hash".into(), Value::String(hash));
                 }
-                json_response(StatusCode::CREATED, &body)
+                let resp = json_response(StatusCode::CREATED, &body);
+                drop(body);
+                crate::snapshot::release_freed_memory_soon();
+                resp
             }
             Err(ApplyError::Invalid(errors)) => invalid_config(&errors),
             Err(ApplyError::Compile(msg)) => message(StatusCode::BAD_REQUEST, &msg),
@@ -576,6 +686,14 @@ pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody
     resp
 }
 
+/// 500: the live config could not be read back (logged where it failed).
+fn unreadable_config() -> Response<ProxyBody> {
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the active configuration could not be read (see the node's log)",
+    )
+}
+
 fn message(status: StatusCode, msg: &str) -> Response<ProxyBody> {
     json_response(status, &json!({ "message": msg }))
 }
@@ -583,6 +701,28 @@ fn message(status: StatusCode, msg: &str) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_decoded_config_is_held_while_used_and_dropped_after_the_hold() {
+        let recent = RecentConfig::default();
+        let config = Arc::new(gateway_config::Config::default());
+        let weak = Arc::downgrade(&config);
+        recent.hold("h1", config);
+        assert!(recent.get("h2").is_none(), "another snapshot's config");
+        // Used again before the hold ends: held on, counted from the use.
+        tokio::time::sleep(HOLD_DECODED_CONFIG - std::time::Duration::from_secs(1)).await;
+        let again = recent.get("h1").expect("held");
+        drop(again);
+        tokio::time::sleep(HOLD_DECODED_CONFIG - std::time::Duration::from_secs(1)).await;
+        assert!(
+            weak.upgrade().is_some(),
+            "still within the hold of its last use"
+        );
+        // Unused for the whole hold: dropped, and its memory freed.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert!(recent.get("h1").is_none());
+        assert!(weak.upgrade().is_none(), "nothing else may keep it");
+    }
 
     #[test]
     fn form_decoding() {

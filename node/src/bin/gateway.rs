@@ -230,6 +230,8 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Before any thread starts: threads pick their malloc arena at first use.
+    gateway_node::snapshot::return_freed_memory_promptly();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -25,7 +25,6 @@ use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
 use crate::upstream::{HashInput, Outcome};
 use bytes::Bytes;
-use gateway_config::Protocol;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
@@ -235,15 +234,10 @@ impl Proxy {
                 chain,
             );
         };
-        let route = &snap.config.routes[route_idx];
+        let route = &snap.routes[route_idx];
 
         let scheme = if conn.tls { "https" } else { "http" };
-        if !conn.tls
-            && !route
-                .protocols
-                .iter()
-                .any(|p| matches!(p, Protocol::Http | Protocol::Grpc))
-        {
+        if !conn.tls && !route.plain_allowed {
             let resp = https_redirect(
                 route.https_redirect_status_code,
                 host,
@@ -252,7 +246,7 @@ impl Proxy {
             );
             return (resp, None, chain);
         }
-        let Some(svc_idx) = route.service else {
+        let Some(svc_idx) = route.service.map(|s| s as usize) else {
             return (
                 error_response(GatewayError::NoService, &ctx.request_id),
                 None,
@@ -260,7 +254,6 @@ impl Proxy {
             );
         };
         ctx.service = Some(svc_idx);
-        let service = &snap.config.services[svc_idx];
         let srt = &snap.services[svc_idx];
         let Some(balancer) = snap.balancers.for_service(svc_idx) else {
             return (
@@ -272,7 +265,7 @@ impl Proxy {
 
         // Upstream request line and headers.
         let up_path = gateway_router::upstream_path(
-            service.path.as_deref(),
+            snap.service_paths[svc_idx].as_deref(),
             &path,
             m.matched_path_len,
             route.strip_path,
