@@ -674,12 +674,19 @@ consumers:
   - username: alice
 "#;
 
-    #[tokio::test]
-    async fn a_packed_config_reads_back_equal_and_readers_share_one_copy() {
+    /// A live config that has applied `yaml`, the parsed config, and the
+    /// snapshot.
+    async fn live_with(yaml: &str) -> (Arc<LiveConfig>, Config, Arc<CompiledConfig>) {
         let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
-        let parsed = live.parse(&files(SEVERAL_ENTITIES)).unwrap();
+        let parsed = live.parse(&files(yaml)).unwrap();
         live.apply(parsed.clone()).await.unwrap();
         let snap = live.current();
+        (live, parsed, snap)
+    }
+
+    #[tokio::test]
+    async fn a_packed_config_reads_back_equal_and_readers_share_one_copy() {
+        let (live, parsed, snap) = live_with(SEVERAL_ENTITIES).await;
         snap.kept.pack();
         assert!(snap.kept.is_packed());
         let first = snap.kept.config(live.plugin_registry()).unwrap();
@@ -697,10 +704,7 @@ consumers:
 
     #[tokio::test]
     async fn the_request_path_values_are_the_routes_and_services_own() {
-        let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
-        let parsed = live.parse(&files(SEVERAL_ENTITIES)).unwrap();
-        live.apply(parsed.clone()).await.unwrap();
-        let snap = live.current();
+        let (_live, parsed, snap) = live_with(SEVERAL_ENTITIES).await;
         assert_eq!(snap.routes.len(), parsed.routes.len());
         for (rt, r) in snap.routes.iter().zip(&parsed.routes) {
             assert_eq!(rt.service.map(|s| s as usize), r.service);
