@@ -44,8 +44,10 @@ use gateway_raft::network::{Dialer, MAX_MESSAGE_BYTES};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
+
+mod support;
+use support::{env_string, env_usize, free_port, gateway_binary, loadavg, ms, pct};
 
 type Control = ControlClient<Channel>;
 type HttpClient = hyper_util::client::legacy::Client<
@@ -59,51 +61,6 @@ const WEBHOOK_BODY: &str = r#"{"ref":"refs/heads/main"}"#;
 const SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(60);
 const STATUS_EVERY: Duration = Duration::from_millis(5);
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_string(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn gateway_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/examples/gitops_bench → target/<profile>/gateway
-    let profile_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("example binary lives in target/<profile>/examples");
-    let bin = profile_dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        eprintln!(
-            "error: gateway binary not found at {}\n\
-             build it first: cargo build --release -p gateway-node --bins --examples\n\
-             (or point GATEWAY_BIN at it)",
-            bin.display()
-        );
-        std::process::exit(2);
-    }
-    bin
-}
-
-async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// `git` with a fixed identity and no signing; stdout, trimmed.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -393,16 +350,6 @@ impl Region {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
 struct Series {

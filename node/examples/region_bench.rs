@@ -47,6 +47,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
+mod support;
+use support::{env_usize, free_port, gateway_binary, loadavg, ms, pct};
+
 type Control = ControlClient<Channel>;
 type HttpClient = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
@@ -60,47 +63,6 @@ const FAILOVER_CALL: Duration = Duration::from_millis(300);
 const HAMMER_MAX_REQUESTS: u64 = 200_000;
 const HAMMER_MAX_TIME: Duration = Duration::from_secs(30);
 const HAMMER_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn gateway_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/examples/region_bench → target/<profile>/gateway
-    let profile_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("example binary lives in target/<profile>/examples");
-    let bin = profile_dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        eprintln!(
-            "error: gateway binary not found at {}\n\
-             build it first: cargo build --release -p gateway-node --bins --examples\n\
-             (or point GATEWAY_BIN at it)",
-            bin.display()
-        );
-        std::process::exit(2);
-    }
-    bin
-}
-
-async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 struct Member {
     id: u64,
@@ -402,16 +364,6 @@ async fn hammer(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     h
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
 fn row(name: &str, samples: &mut [Duration]) {
