@@ -86,6 +86,17 @@ async fn root_status_and_entities_in_kong_shapes() {
     );
     assert_eq!(get(&gw.admin_url("/services/nope")).await.status, 404);
 
+    let upstreams = get(&gw.admin_url("/upstreams")).await.json();
+    assert_eq!(upstreams["data"][0]["name"], "pool");
+    assert_eq!(upstreams["data"][0]["algorithm"], "round-robin");
+    // Kong's defaults, filled in.
+    let checks = &upstreams["data"][0]["healthchecks"];
+    assert_eq!(checks["active"]["http_path"], "/");
+    assert_eq!(checks["active"]["unhealthy"]["tcp_failures"], 0);
+    assert!(checks["passive"].is_object(), "{checks}");
+    let pool = get(&gw.admin_url("/upstreams/pool")).await.json();
+    assert_eq!(&pool["healthchecks"], checks);
+
     let targets = get(&gw.admin_url("/upstreams/pool/targets")).await.json();
     assert_eq!(
         targets["data"][0]["target"],

@@ -341,7 +341,7 @@ fn upstream_obj(u: &Upstream) -> Value {
     Value::Object(o)
 }
 
-fn healthchecks_obj(h: &Healthchecks) -> Value {
+pub(crate) fn healthchecks_obj(h: &Healthchecks) -> Value {
     let a = &h.active;
     let p = &h.passive;
     let mut active = json!({

@@ -227,6 +227,14 @@ impl Config {
     }
 }
 
+impl Healthchecks {
+    /// The `healthchecks` object of an upstream in the declarative form
+    /// ([`Config::to_declarative`]), every default filled in.
+    pub fn to_declarative(&self) -> serde_json::Value {
+        emit::healthchecks_obj(self)
+    }
+}
+
 /// Load any YAML/JSON document (not a gateway config) into JSON, with the
 /// same safe loader as configs (alias and depth limits). For small tool
 /// files such as `gatewayctl`'s contexts file. Errors read

@@ -117,12 +117,9 @@ fn route(c: &Config, i: usize) -> Value {
     })
 }
 
-fn upstream(c: &Config, i: usize, declarative: &Value) -> Value {
+fn upstream(c: &Config, i: usize) -> Value {
     let u = &c.upstreams[i];
-    let healthchecks = declarative["upstreams"]
-        .as_array()
-        .and_then(|list| list.iter().find(|e| e["name"] == u.name.as_str()))
-        .map_or(Value::Null, |e| e["healthchecks"].clone());
+    let healthchecks = u.healthchecks.to_declarative();
     json!({
         "id": upstream_id(c, i),
         "name": u.name,
@@ -189,8 +186,24 @@ fn plugin(c: &Config, i: usize) -> Value {
     })
 }
 
-fn page(data: Vec<Value>) -> Value {
-    json!({ "data": data, "next": null })
+/// A collection page, `{"data": [...], "next": null}`, serialized one entity
+/// at a time: a listing of 10,000 routes never holds all their JSON values
+/// at once (it did, about 100 MB of them), only the text.
+fn page(data: impl IntoIterator<Item = Value>) -> String {
+    let mut out = String::from("{\"data\":[");
+    for (n, v) in data.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(&v.to_string());
+    }
+    out.push_str("],\"next\":null}");
+    out
+}
+
+/// One entity's JSON text.
+fn one(v: Value) -> String {
+    v.to_string()
 }
 
 /// Find an entity index by id or name.
@@ -204,9 +217,10 @@ fn find(
 }
 
 /// Answer `GET /{kind}/{rest...}`; `None` = 404.
-pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Option<Value> {
+/// The answer is JSON text.
+pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Option<String> {
     match (kind, rest) {
-        ("services", []) => Some(page((0..c.services.len()).map(|i| service(c, i)).collect())),
+        ("services", []) => Some(page((0..c.services.len()).map(|i| service(c, i)))),
         ("services", [key, tail @ ..]) => {
             let i = find(
                 c.services.len(),
@@ -215,23 +229,21 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                 |i| c.services[i].name.as_deref().map(str::to_string),
             )?;
             match tail {
-                [] => Some(service(c, i)),
+                [] => Some(one(service(c, i))),
                 ["routes"] => Some(page(
                     (0..c.routes.len())
                         .filter(|&r| c.routes[r].service == Some(i))
-                        .map(|r| route(c, r))
-                        .collect(),
+                        .map(|r| route(c, r)),
                 )),
                 ["plugins"] => Some(page(
                     (0..c.plugins.len())
                         .filter(|&p| c.plugins[p].service == Some(i))
-                        .map(|p| plugin(c, p))
-                        .collect(),
+                        .map(|p| plugin(c, p)),
                 )),
                 _ => None,
             }
         }
-        ("routes", []) => Some(page((0..c.routes.len()).map(|i| route(c, i)).collect())),
+        ("routes", []) => Some(page((0..c.routes.len()).map(|i| route(c, i)))),
         ("routes", [key, tail @ ..]) => {
             let i = find(
                 c.routes.len(),
@@ -240,25 +252,17 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                 |i| c.routes[i].name.as_deref().map(str::to_string),
             )?;
             match tail {
-                [] => Some(route(c, i)),
+                [] => Some(one(route(c, i))),
                 ["plugins"] => Some(page(
                     (0..c.plugins.len())
                         .filter(|&p| c.plugins[p].route == Some(i))
-                        .map(|p| plugin(c, p))
-                        .collect(),
+                        .map(|p| plugin(c, p)),
                 )),
-                ["service"] => c.routes[i].service.map(|s| service(c, s)),
+                ["service"] => c.routes[i].service.map(|s| one(service(c, s))),
                 _ => None,
             }
         }
-        ("upstreams", []) => {
-            let decl = c.to_declarative();
-            Some(page(
-                (0..c.upstreams.len())
-                    .map(|i| upstream(c, i, &decl))
-                    .collect(),
-            ))
-        }
+        ("upstreams", []) => Some(page((0..c.upstreams.len()).map(|i| upstream(c, i)))),
         ("upstreams", [key, tail @ ..]) => {
             let i = find(
                 c.upstreams.len(),
@@ -267,21 +271,17 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                 |i| Some(c.upstreams[i].name.clone()),
             )?;
             match tail {
-                [] => Some(upstream(c, i, &c.to_declarative())),
+                [] => Some(one(upstream(c, i))),
                 ["targets"] => Some(page(targets(c, i))),
                 ["health"] => snap
                     .balancers
                     .upstream(&c.upstreams[i].name)
-                    .map(|b| b.health_report()),
+                    .map(|b| one(b.health_report())),
                 _ => None,
             }
         }
-        ("targets", []) => Some(page(
-            (0..c.upstreams.len()).flat_map(|i| targets(c, i)).collect(),
-        )),
-        ("consumers", []) => Some(page(
-            (0..c.consumers.len()).map(|i| consumer(c, i)).collect(),
-        )),
+        ("targets", []) => Some(page((0..c.upstreams.len()).flat_map(|i| targets(c, i)))),
+        ("consumers", []) => Some(page((0..c.consumers.len()).map(|i| consumer(c, i)))),
         ("consumers", [key]) => {
             let i = find(
                 c.consumers.len(),
@@ -294,9 +294,9 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                         .or_else(|| c.consumers[i].custom_id.clone())
                 },
             )?;
-            Some(consumer(c, i))
+            Some(one(consumer(c, i)))
         }
-        ("plugins", []) => Some(page((0..c.plugins.len()).map(|i| plugin(c, i)).collect())),
+        ("plugins", []) => Some(page((0..c.plugins.len()).map(|i| plugin(c, i)))),
         ("plugins", [key]) => {
             let i = find(
                 c.plugins.len(),
@@ -304,7 +304,7 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                 |i| plugin_id(c, i),
                 |i| c.plugins[i].instance_name.clone(),
             )?;
-            Some(plugin(c, i))
+            Some(one(plugin(c, i)))
         }
         _ => None,
     }
@@ -313,6 +313,17 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_written_entity_by_entity_is_kongs_page_shape() {
+        let a = json!({"name": "a", "paths": ["/a"], "n": 1});
+        let b = json!({"name": "b\"quoted\"", "tags": null});
+        let text = page([a.clone(), b.clone()]);
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, json!({ "data": [a, b], "next": null }));
+        let empty: Value = serde_json::from_str(&page(Vec::new())).unwrap();
+        assert_eq!(empty, json!({ "data": [], "next": null }));
+    }
 
     #[test]
     fn derived_ids_are_stable_and_uuid_shaped() {
