@@ -14,7 +14,7 @@ use crate::upstream::{Balancers, UpstreamManager};
 use arc_swap::ArcSwap;
 use gateway_config::{CompactString, Config, ConfigErrors, PathHandling, Protocol, SourceFile};
 use gateway_router::Router;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Everything the data plane needs for one config version.
@@ -77,10 +77,11 @@ impl RouteRuntime {
 /// The request path never reads it. Once the snapshot is live, [`pack`]
 /// replaces the parsed config by its normalized text (`to_declarative`),
 /// zstd-compressed: at 10,000 routes the parsed `Config` is about 4 MB of
-/// heap and the packed text about 0.3 MB (docs/benchmarks.md, "Session 7").
+/// heap and the packed text 40 kB (docs/benchmarks.md, "Session 7").
 /// A reader gets the config back through [`gateway_config::parse_normalized`],
-/// the same decoder replicated versions go through; readers at the same
-/// time share one decoded copy, which is freed when the last lets go.
+/// the same decoder replicated versions go through. Each read of a packed
+/// config decodes it; the admin API holds a decoded copy for a while
+/// (`admin::RecentConfig`) so that a burst of reads decodes once.
 ///
 /// [`pack`]: KeptConfig::pack
 pub struct KeptConfig {
@@ -89,10 +90,8 @@ pub struct KeptConfig {
 
 enum Kept {
     Whole(Arc<Config>),
-    Packed {
-        zstd: Box<[u8]>,
-        decoded: Weak<Config>,
-    },
+    /// zstd of the normalized JSON text.
+    Packed(Arc<[u8]>),
 }
 
 /// A packed config could not be read back (a bug: the text was written by
@@ -124,9 +123,9 @@ impl KeptConfig {
     /// Replace the parsed config by its packed normalized text. Blocking
     /// (serializes and compresses): run it off the async workers.
     pub fn pack(&self) {
-        let config = match &*self.state.lock() {
-            Kept::Whole(c) => c.clone(),
-            Kept::Packed { .. } => return,
+        let config = match self.current() {
+            Kept::Whole(c) => c,
+            Kept::Packed(_) => return,
         };
         let started = std::time::Instant::now();
         let packed = serde_json::to_vec(&config.to_declarative())
@@ -139,64 +138,58 @@ impl KeptConfig {
                     took_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "live configuration packed"
                 );
-                *self.state.lock() = Kept::Packed {
-                    zstd: zstd.into_boxed_slice(),
-                    decoded: Arc::downgrade(&config),
-                };
+                *self.state.lock() = Kept::Packed(zstd.into());
             }
             // The config stays whole: more memory, nothing lost.
             Err(e) => tracing::warn!(error = %e, "could not pack the live configuration"),
         }
     }
 
+    /// What is kept now (a reference count, not a copy): the work on it
+    /// happens outside the lock.
+    fn current(&self) -> Kept {
+        match &*self.state.lock() {
+            Kept::Whole(c) => Kept::Whole(c.clone()),
+            Kept::Packed(z) => Kept::Packed(z.clone()),
+        }
+    }
+
     /// Whether [`KeptConfig::pack`] has run.
     pub fn is_packed(&self) -> bool {
-        matches!(&*self.state.lock(), Kept::Packed { .. })
+        matches!(&*self.state.lock(), Kept::Packed(_))
     }
 
     fn packed_text(zstd: &[u8]) -> Result<Vec<u8>, KeptConfigError> {
         zstd::stream::decode_all(zstd).map_err(KeptConfigError::Decompress)
     }
 
-    /// The config. Decodes the packed text unless it is whole or another
-    /// reader holds a decoded copy.
+    /// The config; a packed one is decoded (about as long as applying a
+    /// replicated version).
     pub fn config(
         &self,
         plugins: &dyn gateway_config::PluginCatalog,
     ) -> Result<Arc<Config>, KeptConfigError> {
-        let zstd = match &*self.state.lock() {
-            Kept::Whole(c) => return Ok(c.clone()),
-            Kept::Packed { zstd, decoded } => match decoded.upgrade() {
-                Some(c) => return Ok(c),
-                None => zstd.clone(),
-            },
+        let zstd = match self.current() {
+            Kept::Whole(c) => return Ok(c),
+            Kept::Packed(z) => z,
         };
-        // Decode outside the lock (about as long as a replicated apply).
-        let text = Self::packed_text(&zstd)?;
-        let text = String::from_utf8(text).map_err(|e| {
+        let text = String::from_utf8(Self::packed_text(&zstd)?).map_err(|e| {
             KeptConfigError::Decompress(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
         })?;
-        let config = Arc::new(
-            gateway_config::parse_normalized("kept configuration", &text, plugins)
-                .map_err(KeptConfigError::Parse)?,
-        );
-        if let Kept::Packed { decoded, .. } = &mut *self.state.lock() {
-            *decoded = Arc::downgrade(&config);
-        }
-        Ok(config)
+        gateway_config::parse_normalized("kept configuration", &text, plugins)
+            .map(Arc::new)
+            .map_err(KeptConfigError::Parse)
     }
 
     /// The config's normalized form (`Config::to_declarative`), read from
     /// the packed text without parsing the config.
     pub fn declarative(&self) -> Result<serde_json::Value, KeptConfigError> {
-        let zstd = match &*self.state.lock() {
-            Kept::Whole(c) => return Ok(c.to_declarative()),
-            Kept::Packed { zstd, decoded } => match decoded.upgrade() {
-                Some(c) => return Ok(c.to_declarative()),
-                None => zstd.clone(),
-            },
-        };
-        serde_json::from_slice(&Self::packed_text(&zstd)?).map_err(KeptConfigError::Json)
+        match self.current() {
+            Kept::Whole(c) => Ok(c.to_declarative()),
+            Kept::Packed(zstd) => {
+                serde_json::from_slice(&Self::packed_text(&zstd)?).map_err(KeptConfigError::Json)
+            }
+        }
     }
 }
 
@@ -329,7 +322,7 @@ impl LiveConfig {
         self.current.store(compiled.clone());
         // Off this path: a commit's reply waits for the apply. Running a
         // little later also catches the caller's parse temporaries.
-        tokio::task::spawn_blocking(release_freed_memory);
+        release_freed_memory_soon();
         // Pack the config once the snapshot has stayed live for a moment: a
         // burst of commits (a region applies one every ~20 ms under load)
         // then packs only its last config, not every one (about 3 ms of CPU
@@ -416,11 +409,6 @@ impl LiveConfig {
     }
 }
 
-/// A swap frees the old snapshot (unless a request still holds it) and
-/// the parse's temporaries; glibc keeps freed memory in its arenas, which
-/// made a 10,000-route node sit at 85 MiB RSS of which 15 MB was live.
-/// Give it back to the OS. (mimalloc, when it is the allocator, returns
-/// freed pages by itself.)
 /// Make glibc give freed memory back at a fixed 128 KiB trim threshold.
 ///
 /// By default glibc raises its trim threshold to twice the largest block it
@@ -445,6 +433,11 @@ pub(crate) fn release_freed_memory_soon() {
     tokio::task::spawn_blocking(release_freed_memory);
 }
 
+/// A swap frees the old snapshot (unless a request still holds it) and
+/// the parse's temporaries; glibc keeps freed memory in its arenas, which
+/// made a 10,000-route node sit at 85 MiB RSS of which 15 MB was live.
+/// Give it back to the OS. (mimalloc, when it is the allocator, returns
+/// freed pages by itself.)
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
     // SAFETY: `malloc_trim` has no preconditions; it only walks glibc's
@@ -685,18 +678,19 @@ consumers:
     }
 
     #[tokio::test]
-    async fn a_packed_config_reads_back_equal_and_readers_share_one_copy() {
+    async fn a_packed_config_reads_back_equal() {
         let (live, parsed, snap) = live_with(SEVERAL_ENTITIES).await;
+        let whole = snap.kept.config(live.plugin_registry()).unwrap();
+        assert_eq!(*whole, parsed);
         snap.kept.pack();
         assert!(snap.kept.is_packed());
         let first = snap.kept.config(live.plugin_registry()).unwrap();
+        assert!(!Arc::ptr_eq(&first, &whole), "decoded from the packed text");
         assert_eq!(*first, parsed);
         assert_eq!(first.hash(), snap.hash);
-        let second = snap.kept.config(live.plugin_registry()).unwrap();
-        assert!(Arc::ptr_eq(&first, &second), "a held copy is shared");
         assert_eq!(snap.kept.declarative().unwrap(), parsed.to_declarative());
-        drop((first, second));
-        // Nobody holds it: decoded again, still equal.
+        drop((whole, first));
+        // Every read decodes again, equal each time.
         let again = snap.kept.config(live.plugin_registry()).unwrap();
         assert_eq!(*again, parsed);
         assert_eq!(snap.kept.declarative().unwrap(), parsed.to_declarative());
