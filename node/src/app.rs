@@ -4,7 +4,7 @@
 use crate::admin::{Admin, NodeInfo};
 use crate::cluster::Cluster;
 use crate::plugins::PluginRegistry;
-use crate::proxy::server::{refuse_bad_framing, serve, HttpLimits, Shutdown};
+use crate::proxy::server::{refuse_bad_framing, serve, serve_proxy, HttpLimits, Shutdown};
 use crate::proxy::{Proxy, ProxySettings, Stats};
 use crate::snapshot::{ApplyError, LiveConfig};
 use crate::upstream::UpstreamManager;
@@ -26,6 +26,9 @@ pub struct NodeOptions {
     pub node_id: String,
     /// Largest `POST /config` body accepted by the admin API.
     pub max_config_bytes: usize,
+    /// Serve plain requests without plugins on the direct HTTP/1.1 path
+    /// (`proxy::direct`); false: everything on the general path.
+    pub direct_path: bool,
 }
 
 impl Default for NodeOptions {
@@ -38,6 +41,7 @@ impl Default for NodeOptions {
             drain_timeout: Duration::from_secs(10),
             node_id: hostname(),
             max_config_bytes: 64 * 1024 * 1024,
+            direct_path: true,
         }
     }
 }
@@ -103,13 +107,13 @@ impl Node {
         let mut tasks = JoinSet::new();
 
         let proxy = Proxy::new(live.clone(), opts.proxy.clone(), stats.clone());
-        tasks.spawn(serve(
+        tasks.spawn(serve_proxy(
             proxy_listener,
             opts.limits.clone(),
-            Some(stats.clone()),
             shutdown.clone(),
             opts.drain_timeout,
-            move |req, conn| proxy.clone().handle(req, conn),
+            proxy,
+            opts.direct_path,
         ));
         let admin = Arc::new(Admin {
             live: live.clone(),

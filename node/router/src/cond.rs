@@ -124,6 +124,11 @@ impl Conds {
         self.other_methods.is_empty() && self.snis.is_empty() && self.headers.is_empty()
     }
 
+    /// True when the route matches on request headers.
+    pub(crate) fn has_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     pub(crate) fn compile(idx: usize, route: &Route) -> Result<Conds, RouterError> {
         let other_methods = route
             .methods

@@ -87,6 +87,8 @@ pub struct Router {
     /// Per route: the SNI / header / unusual-method conditions, `None` for
     /// a route without any (most routes; 8 bytes instead of 48 each).
     conds: Vec<Option<Box<Conds>>>,
+    /// Some route has header conditions.
+    matches_headers: bool,
     /// Path regexes, searched anchored at the start of the path.
     regexes: Vec<PathRegex>,
     arena: Arena,
@@ -329,6 +331,7 @@ impl Router {
         flat_keys.shrink_to_fit();
         regexes.shrink_to_fit();
         Ok(Router {
+            matches_headers: conds.iter().flatten().any(|c| c.has_headers()),
             conds,
             regexes,
             arena,
@@ -343,6 +346,13 @@ impl Router {
             candidates: pending.len(),
             buckets,
         })
+    }
+
+    /// True when some route matches on request headers (then
+    /// `RequestView::headers` must hold the request's headers; otherwise
+    /// the router never reads them).
+    pub fn matches_headers(&self) -> bool {
+        self.matches_headers
     }
 
     /// Number of routes the router was built from.

@@ -77,6 +77,11 @@ struct ServeArgs {
     /// Largest request header section in bytes (min 8192). Larger gets 431.
     #[arg(long, env = "GATEWAY_MAX_HEADER_SIZE", default_value_t = 32 * 1024)]
     max_header_size: usize,
+    /// Serve every request on the general (hyper) path, never on the direct
+    /// HTTP/1.1 path (see docs/proxy.md, "Two request paths"). For
+    /// comparisons and as a switch should the direct path misbehave.
+    #[arg(long, env = "GATEWAY_NO_DIRECT_PATH")]
+    no_direct_path: bool,
     /// Seconds a client may take to send its request headers.
     #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT", default_value_t = 30.0)]
     header_read_timeout: f64,
@@ -278,6 +283,7 @@ fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
             client_body_timeout: secs("client-body-timeout", a.client_body_timeout)?,
         },
         drain_timeout: secs("drain-timeout", a.drain_timeout)?,
+        direct_path: !a.no_direct_path,
         ..NodeOptions::default()
     };
     if let Some(id) = &a.node_id {

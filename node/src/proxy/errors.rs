@@ -72,8 +72,13 @@ pub fn error_response(err: GatewayError, request_id: &str) -> Response<ProxyBody
     json_response(err.status(), err.message(), request_id)
 }
 
+/// The JSON body of a gateway-made response.
+pub fn json_body(message: &str, request_id: &str) -> String {
+    serde_json::json!({ "message": message, "request_id": request_id }).to_string()
+}
+
 pub fn json_response(status: StatusCode, message: &str, request_id: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "message": message, "request_id": request_id }).to_string();
+    let body = json_body(message, request_id);
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

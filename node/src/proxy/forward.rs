@@ -69,14 +69,26 @@ impl TrustedProxies {
     /// The real client address: the peer, or when the peer is trusted, the
     /// right-most untrusted address of `X-Forwarded-For`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.client_ip_from(
+            peer,
+            headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    }
+
+    /// `client_ip`, given the request's `X-Forwarded-For` values in order.
+    pub fn client_ip_from<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a str>,
+    ) -> IpAddr {
         if !self.contains(peer) {
             return peer;
         }
         let mut last = peer;
-        let hops: Vec<IpAddr> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let hops: Vec<IpAddr> = forwarded_for
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
             .collect();
@@ -319,7 +331,7 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-fn port_of(host: &str) -> Option<u16> {
+pub(crate) fn port_of(host: &str) -> Option<u16> {
     let rest = if host.starts_with('[') {
         host.split_once("]:").map(|(_, p)| p)?
     } else {

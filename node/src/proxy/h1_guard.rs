@@ -37,6 +37,7 @@
 //! bytes hyper-util reads separately to detect HTTP/2. Body bytes are
 //! skipped by count, except the size lines and trailers of chunked bodies.
 
+use crate::proxy::chunked::{ChunkedEnd, ChunkedScanner};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -159,34 +160,17 @@ enum State {
     /// This many `Content-Length` body bytes still to come (> 0).
     Length(u64),
     /// Inside a chunked body.
-    Chunked(Chunk),
+    Chunked,
     /// Not following the stream any more.
     Passthrough,
-}
-
-/// hyper's chunked decoder states (`proto::h1::decode::ChunkedState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    Start,
-    Size,
-    SizeLws,
-    Extension,
-    SizeLf,
-    Body,
-    BodyCr,
-    BodyLf,
-    Trailer,
-    TrailerLf,
-    EndCr,
-    EndLf,
 }
 
 /// Follows HTTP/1 request framing over the bytes of one connection.
 #[derive(Debug)]
 pub struct FramingScanner {
     state: State,
-    /// Chunk size being read, then the chunk bytes left to skip.
-    chunk: u64,
+    /// The chunked body being followed (in `State::Chunked`).
+    chunked: ChunkedScanner,
     /// The start of a head split across reads (from its first non-empty
     /// line). Empty otherwise; its allocation is kept while small.
     head: Vec<u8>,
@@ -221,7 +205,7 @@ impl FramingScanner {
     pub fn new(max_head: usize) -> Self {
         FramingScanner {
             state: State::Head,
-            chunk: 0,
+            chunked: ChunkedScanner::default(),
             head: Vec::new(),
             pending_cr: false,
             heads: 0,
@@ -271,7 +255,7 @@ impl FramingScanner {
                         State::Length(left - n)
                     };
                 }
-                State::Chunked(c) => data = self.chunked(c, data),
+                State::Chunked => data = self.chunked(data),
                 State::Head => match self.head_bytes(data) {
                     Ok(rest) => data = rest,
                     Err(index) => return Some(index),
@@ -369,8 +353,8 @@ impl FramingScanner {
             Framing::Length(0) => self.state = State::Head,
             Framing::Length(n) => self.state = State::Length(n),
             Framing::Chunked => {
-                self.chunk = 0;
-                self.state = State::Chunked(Chunk::Start);
+                self.chunked = ChunkedScanner::default();
+                self.state = State::Chunked;
             }
             Framing::Ambiguous => {
                 // hyper closes the connection after this request: nothing
@@ -384,73 +368,20 @@ impl FramingScanner {
 
     /// Chunked body bytes, as hyper's decoder reads them. Returns what
     /// follows the body, or nothing if it has not ended yet.
-    fn chunked<'a>(&mut self, mut c: Chunk, mut data: &'a [u8]) -> &'a [u8] {
-        use Chunk::*;
-        while let Some((&b, rest)) = data.split_first() {
-            if c == Body {
-                let n = self.chunk.min(data.len() as u64);
-                data = &data[n as usize..];
-                self.chunk -= n;
-                if self.chunk == 0 {
-                    c = BodyCr;
-                }
-                continue;
+    fn chunked<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        match self.chunked.feed(data) {
+            ChunkedEnd::More => &[],
+            ChunkedEnd::At(end) => {
+                self.state = State::Head;
+                &data[end..]
             }
-            data = rest;
-            let next = match (c, b) {
-                (Start, _) => hex(b).map(|v| {
-                    self.chunk = v;
-                    Size
-                }),
-                (Size, _) if hex(b).is_some() => self
-                    .chunk
-                    .checked_mul(16)
-                    .and_then(|s| s.checked_add(hex(b).unwrap_or(0)))
-                    .map(|v| {
-                        self.chunk = v;
-                        Size
-                    }),
-                (Size | SizeLws, b'\t' | b' ') => Some(SizeLws),
-                (Size | SizeLws, b';') => Some(Extension),
-                (Size | SizeLws | Extension, b'\r') => Some(SizeLf),
-                (Extension, b'\n') => None,
-                (Extension, _) => Some(Extension),
-                (SizeLf, b'\n') if self.chunk == 0 => Some(EndCr),
-                (SizeLf, b'\n') => Some(Body),
-                (BodyCr, b'\r') => Some(BodyLf),
-                (BodyLf, b'\n') => Some(Start),
-                (Trailer, b'\r') => Some(TrailerLf),
-                (Trailer, _) => Some(Trailer),
-                (TrailerLf, b'\n') => Some(EndCr),
-                (EndCr, b'\r') => Some(EndLf),
-                (EndCr, _) => Some(Trailer),
-                (EndLf, b'\n') => {
-                    self.state = State::Head;
-                    return data;
-                }
-                _ => None,
-            };
-            match next {
-                Some(n) => c = n,
-                None => {
-                    // hyper's decoder refuses this byte: it fails the body
-                    // and reads no further request from this connection.
-                    self.give_up();
-                    return &[];
-                }
+            ChunkedEnd::Invalid => {
+                // hyper's decoder refuses this byte: it fails the body
+                // and reads no further request from this connection.
+                self.give_up();
+                &[]
             }
         }
-        self.state = State::Chunked(c);
-        data
-    }
-}
-
-fn hex(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some(u64::from(b - b'0')),
-        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
-        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
-        _ => None,
     }
 }
 

@@ -98,9 +98,8 @@ impl Proxy {
         })
     }
 
-    /// A new request id (32 hex digits), and the same as a header value
-    /// (written into `vb`).
-    fn next_request_id(&self, vb: &mut ValueBuf) -> (String, Option<HeaderValue>) {
+    /// A new request id: 32 hex digits.
+    pub(crate) fn next_request_id_hex(&self) -> [u8; 32] {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         let mut raw = [0u8; 16];
         raw[..8].copy_from_slice(&self.id_prefix.to_be_bytes());
@@ -108,6 +107,13 @@ impl Proxy {
         let mut buf = [0u8; 32];
         // 16 bytes always fit 32 hex digits.
         let _ = hex::encode_to_slice(raw, &mut buf);
+        buf
+    }
+
+    /// A new request id (32 hex digits), and the same as a header value
+    /// (written into `vb`).
+    fn next_request_id(&self, vb: &mut ValueBuf) -> (String, Option<HeaderValue>) {
+        let buf = self.next_request_id_hex();
         let value = vb.bytes(&buf);
         // Hex digits only, so always UTF-8.
         let id = std::str::from_utf8(&buf).unwrap_or_default().to_owned();

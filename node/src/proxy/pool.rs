@@ -95,10 +95,20 @@ pub enum Conn {
     },
 }
 
-struct Idle {
-    sender: http1::SendRequest<ProxyBody>,
+/// A plain HTTP/1.1 upstream connection that `proxy::direct` reads and
+/// writes itself (no hyper connection task).
+pub struct DirectConn {
+    pub stream: TcpStream,
+    /// True when it came from the idle list.
+    pub reused: bool,
+}
+
+struct Idle<T> {
+    conn: T,
     since: Instant,
 }
+
+type IdleMaps<T> = [Mutex<KeyMap<Vec<Idle<T>>>>; SHARDS];
 
 const SHARDS: usize = 16;
 
@@ -140,7 +150,8 @@ impl std::hash::Hasher for KeyHasher {
 type KeyMap<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
 pub struct ConnectionPool {
-    h1_idle: [Mutex<KeyMap<Vec<Idle>>>; SHARDS],
+    h1_idle: IdleMaps<http1::SendRequest<ProxyBody>>,
+    direct_idle: IdleMaps<TcpStream>,
     h2: [Mutex<KeyMap<http2::SendRequest<ProxyBody>>>; SHARDS],
     max_idle_per_peer: usize,
     idle_timeout: Duration,
@@ -150,6 +161,7 @@ impl ConnectionPool {
     pub fn new(max_idle_per_peer: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(ConnectionPool {
             h1_idle: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
+            direct_idle: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             h2: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             max_idle_per_peer,
             idle_timeout,
@@ -212,19 +224,38 @@ impl ConnectionPool {
         }
     }
 
-    fn take_idle_h1(&self, key: &PoolKey) -> Option<http1::SendRequest<ProxyBody>> {
-        let mut map = self.h1_idle[Self::shard(key)].lock();
+    /// The most recently used idle connection that is still fresh and
+    /// passes `usable`; older or unusable ones met on the way are dropped.
+    fn take_idle<T>(
+        &self,
+        maps: &IdleMaps<T>,
+        key: &PoolKey,
+        usable: impl Fn(&T) -> bool,
+    ) -> Option<T> {
+        let mut map = maps[Self::shard(key)].lock();
         let list = map.get_mut(key)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if now.duration_since(idle.since) < self.idle_timeout
-                && !idle.sender.is_closed()
-                && idle.sender.is_ready()
-            {
-                return Some(idle.sender);
+            if now.duration_since(idle.since) < self.idle_timeout && usable(&idle.conn) {
+                return Some(idle.conn);
             }
         }
         None
+    }
+
+    fn put_idle<T>(&self, maps: &IdleMaps<T>, key: PoolKey, conn: T) {
+        let mut map = maps[Self::shard(&key)].lock();
+        let list = map.entry(key).or_default();
+        if list.len() < self.max_idle_per_peer {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn take_idle_h1(&self, key: &PoolKey) -> Option<http1::SendRequest<ProxyBody>> {
+        self.take_idle(&self.h1_idle, key, |s| !s.is_closed() && s.is_ready())
     }
 
     /// Return an HTTP/1.1 connection whose exchange completed.
@@ -232,22 +263,60 @@ impl ConnectionPool {
         if sender.is_closed() {
             return;
         }
-        let mut map = self.h1_idle[Self::shard(&key)].lock();
-        let list = map.entry(key).or_default();
-        if list.len() < self.max_idle_per_peer {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
+        self.put_idle(&self.h1_idle, key, sender);
+    }
+
+    /// A plain HTTP/1.1 connection to `addr` for `proxy::direct`: an idle
+    /// one the upstream has not closed, or a new one.
+    pub async fn checkout_direct(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<DirectConn, ConnectError> {
+        let key = Self::direct_key(addr);
+        if let Some(stream) = self.take_idle(&self.direct_idle, &key, idle_stream_is_quiet) {
+            return Ok(DirectConn {
+                stream,
+                reused: true,
             });
+        }
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                addr,
+                timeout: connect_timeout,
+            })?
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        Ok(DirectConn {
+            stream,
+            reused: false,
+        })
+    }
+
+    /// Return a `proxy::direct` connection whose response was read to the
+    /// end, with nothing after it.
+    pub fn checkin_direct(&self, addr: SocketAddr, stream: TcpStream) {
+        self.put_idle(&self.direct_idle, Self::direct_key(addr), stream);
+    }
+
+    fn direct_key(addr: SocketAddr) -> PoolKey {
+        PoolKey {
+            addr,
+            wire: Wire::Http1,
+            tls: 0,
         }
     }
 
     /// Number of idle HTTP/1.1 connections to `key` (for tests and status).
+    /// (Both kinds: hyper's and `proxy::direct`'s.)
     pub fn idle_count(&self, key: &PoolKey) -> usize {
-        self.h1_idle[Self::shard(key)]
-            .lock()
-            .get(key)
-            .map_or(0, |l| l.len())
+        let shard = Self::shard(key);
+        self.h1_idle[shard].lock().get(key).map_or(0, |l| l.len())
+            + self.direct_idle[shard]
+                .lock()
+                .get(key)
+                .map_or(0, |l| l.len())
     }
 
     /// TCP connect, then the TLS handshake when `tls` is given.
@@ -309,6 +378,14 @@ impl ConnectionPool {
         });
         Ok(sender)
     }
+}
+
+/// True while nothing (no bytes, no EOF, no error) has arrived on an idle
+/// connection, as far as the runtime has seen: an upstream that closed it
+/// made it readable. Asks the reactor's readiness, no system call.
+fn idle_stream_is_quiet(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    stream.poll_read_ready(&mut cx).is_pending()
 }
 
 /// A plaintext or TLS upstream stream.

@@ -13,11 +13,15 @@
 //! - A panicking handler answers 500 for that request only.
 //! - Graceful shutdown: stop accepting, let in-flight exchanges finish up to
 //!   a drain timeout, then close what is left.
+//! - The proxy listener ([`serve_proxy`]) starts each connection on the
+//!   direct HTTP/1.1 path (`proxy::direct`); a connection it hands over
+//!   continues on hyper with the bytes already read put back in front.
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::direct::{self, ConnEnd, DirectLimits, Rewind};
 use crate::proxy::errors::{error_response, GatewayError};
 use crate::proxy::h1_guard::{FramingAlarm, H1Guard};
-use crate::proxy::handler::{ConnInfo, Stats};
+use crate::proxy::handler::{ConnInfo, Proxy, Stats};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -31,6 +35,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+fn connection_ended(stats: Option<&Stats>) {
+    if let Some(s) = stats {
+        s.connections_active.fetch_sub(1, Ordering::Relaxed);
+        s.connections_handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// For listeners other than the proxy (admin API, demo services): answer
 /// a request whose framing the proxy would refuse with the same 400, and
@@ -109,6 +120,58 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
+    serve_with(
+        listener,
+        limits,
+        stats,
+        shutdown,
+        drain_timeout,
+        handler,
+        None,
+    )
+    .await
+}
+
+/// [`serve`] for the proxy listener: connections start on the direct
+/// HTTP/1.1 path and move to `Proxy::handle` when it hands them over.
+/// `direct_path: false` serves everything on `Proxy::handle`.
+pub async fn serve_proxy(
+    listener: TcpListener,
+    limits: HttpLimits,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+    proxy: Arc<Proxy>,
+    direct_path: bool,
+) {
+    let stats = Some(proxy.stats.clone());
+    let handler = {
+        let proxy = proxy.clone();
+        move |req, conn| proxy.clone().handle(req, conn)
+    };
+    serve_with(
+        listener,
+        limits,
+        stats,
+        shutdown,
+        drain_timeout,
+        handler,
+        direct_path.then_some(proxy),
+    )
+    .await
+}
+
+async fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    stats: Option<Arc<Stats>>,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+    handler: H,
+    direct: Option<Arc<Proxy>>,
+) where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
     let local = listener.local_addr().ok();
     // hyper's read buffer limit: no request head it accepts is longer.
     let max_head = limits.max_header_size.max(8192);
@@ -124,6 +187,12 @@ pub async fn serve<H, F>(
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_size.max(8192) as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections on the direct path (hyper's are watched by `graceful`).
+    let direct_conns = tokio_util::task::TaskTracker::new();
+    let direct_limits = DirectLimits {
+        max_head,
+        header_read_timeout: limits.header_read_timeout,
+    };
     let mut stop = shutdown.rx.clone();
     loop {
         let accepted = tokio::select! {
@@ -154,6 +223,7 @@ pub async fn serve<H, F>(
             s.connections_accepted.fetch_add(1, Ordering::Relaxed);
             s.connections_active.fetch_add(1, Ordering::Relaxed);
         }
+        let direct_info = direct.as_ref().map(|_| info.clone());
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let fut = handler(req, info.clone());
@@ -168,27 +238,68 @@ pub async fn serve<H, F>(
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(H1Guard::new(stream, max_head, framing)),
-                service,
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
         let stats = stats.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        let (Some(proxy), Some(direct_info)) = (&direct, direct_info) else {
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(H1Guard::new(stream, max_head, framing)),
+                    service,
+                )
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                connection_ended(stats.as_deref());
+            });
+            continue;
+        };
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let direct_limits = direct_limits.clone();
+        let mut stop = shutdown.rx.clone();
+        direct_conns.spawn(async move {
+            let mut stream = stream;
+            let end = AssertUnwindSafe(direct::serve(
+                &proxy,
+                &mut stream,
+                &direct_info,
+                &direct_limits,
+                &mut stop,
+            ))
+            .catch_unwind()
+            .await;
+            match end {
+                Ok(ConnEnd::Closed) => {}
+                Ok(ConnEnd::General(read)) => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(H1Guard::new(
+                                Rewind::new(read, stream),
+                                max_head,
+                                framing,
+                            )),
+                            service,
+                        )
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    }
+                }
+                Err(_) => tracing::error!(%peer, "direct proxy path panicked; connection closed"),
             }
-            if let Some(s) = stats {
-                s.connections_active.fetch_sub(1, Ordering::Relaxed);
-                s.connections_handled.fetch_add(1, Ordering::Relaxed);
-            }
+            connection_ended(stats.as_deref());
         });
     }
     drop(listener);
+    direct_conns.close();
+    let drained = async {
+        tokio::join!(graceful.shutdown(), direct_conns.wait());
+    };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drained => {}
         _ = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections");
         }

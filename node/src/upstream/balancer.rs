@@ -604,6 +604,16 @@ impl Inner {
         best.or(best_excluded).map(|b| b.0)
     }
 
+    /// True when choosing a peer reads the request's headers: consistent
+    /// hashing on a header or a cookie.
+    pub(crate) fn reads_request_headers(&self) -> bool {
+        let h = &self.hash;
+        self.algorithm == Algorithm::ConsistentHashing
+            && [h.on, h.fallback]
+                .iter()
+                .any(|o| matches!(o, HashOn::Header | HashOn::Cookie))
+    }
+
     /// With `hash_on` (or `hash_fallback`) `cookie` and no such cookie in
     /// the request: the cookie's name and path. The caller then hashes on a
     /// new random value (`HashInput::new_cookie`) and sets it on the

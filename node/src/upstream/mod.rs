@@ -294,6 +294,12 @@ impl Drop for Balancer {
 }
 
 impl Balancer {
+    /// True when `pick` reads the request's headers (consistent hashing
+    /// on a header or a cookie); otherwise any `HashInput::headers` will do.
+    pub fn reads_request_headers(&self) -> bool {
+        self.inner.reads_request_headers()
+    }
+
     /// See `Inner::cookie_to_set`: (name, path) of a hash cookie to set.
     pub fn cookie_to_set(&self, headers: &http::HeaderMap) -> Option<(&str, &str)> {
         self.inner.cookie_to_set(headers)
