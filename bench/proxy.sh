@@ -21,6 +21,8 @@
 #   RETRIES [2]         hypervisor steal used >= FOREIGN_MAX % of a core is run
 #                       again, up to RETRIES
 #                       times; the last attempt is kept and flagged
+#   IDLE_WAIT [3]       seconds after the gateway is up before its idle VmRSS
+#                       is read (the live config is packed 1 s after a load)
 #   SKIP_BUILD [0]      1 = use the existing gateway binary (GATEWAY)
 #   GATEWAY [$CARGO_TARGET_DIR or target, /release/gateway]  binary to measure
 #   OUT [bench/out/proxy-DATE]  where configs, logs and results go
@@ -57,6 +59,7 @@ PROXY_CPU=${PROXY_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-1}
 BUILD_WAIT=${BUILD_WAIT:-600}
 SKIP_BUILD=${SKIP_BUILD:-0}
+IDLE_WAIT=${IDLE_WAIT:-3}
 BENCH_ID=${BENCH_ID:-9991}
 BENCH_PATH="/svc-${BENCH_ID}/v1/items"
 OUT=${OUT:-$ROOT/bench/out/proxy-$(date +%Y%m%d-%H%M%S)}
@@ -463,7 +466,9 @@ for n in $ROUTES; do
     wait_http "http://127.0.0.1:$GW_ADMIN/status" 120 \
         || die "gateway did not come up with $n routes: $(tail -20 "$OUT/gateway-$n.log")"
     t1=$(date +%s.%N)
-    sleep 1
+    # Idle means settled: a new config is packed (and freed memory given
+    # back) 1 s after it goes live, so 1 s raced with it.
+    sleep "$IDLE_WAIT"
     IDLE_RSS[$n]=$(rss_kb "$GW_PID")
     log "gateway pid $GW_PID ($n routes) up in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')s, idle VmRSS ${IDLE_RSS[$n]} kB"
 

@@ -80,7 +80,7 @@ struct ServeArgs {
     /// Serve every request on the general (hyper) path, never on the direct
     /// HTTP/1.1 path (see docs/proxy.md, "Two request paths"). For
     /// comparisons and as a switch should the direct path misbehave.
-    #[arg(long, env = "GATEWAY_NO_DIRECT_PATH")]
+    #[arg(long, env = "GATEWAY_NO_DIRECT_PATH", value_parser = clap::builder::BoolishValueParser::new())]
     no_direct_path: bool,
     /// Seconds a client may take to send its request headers.
     #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT", default_value_t = 30.0)]
@@ -161,7 +161,7 @@ struct ClusterArgs {
     #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_ca")]
     tls_key: Option<PathBuf>,
     /// Serve Raft/control in plaintext on a non-loopback address.
-    #[arg(long, env = "GATEWAY_ALLOW_INSECURE_CLUSTER")]
+    #[arg(long, env = "GATEWAY_ALLOW_INSECURE_CLUSTER", value_parser = clap::builder::BoolishValueParser::new())]
     allow_insecure_cluster: bool,
     /// Raft heartbeat interval in milliseconds. openraft 0.9 also gives
     /// each AppendEntries this long to be sent and stored, so raise it for
