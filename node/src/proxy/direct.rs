@@ -51,6 +51,7 @@
 use crate::proxy::chunked::{ChunkedEnd, ChunkedScanner};
 use crate::proxy::errors::{json_body, GatewayError};
 use crate::proxy::forward::{host_without_port, port_of, VIA};
+use crate::proxy::h1_guard::decimal;
 use crate::proxy::handler::{ConnInfo, Proxy};
 use crate::upstream::{HashInput, Outcome, Peer};
 use bytes::{Buf, BytesMut};
@@ -864,7 +865,8 @@ impl Body {
     /// Append `data` (body bytes) to `out` as the client gets them.
     fn frame_into(&self, out: &mut Vec<u8>, data: &[u8]) {
         if self.framing == Framing::Close && !data.is_empty() {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            use std::io::Write;
+            let _ = write!(out, "{:x}\r\n", data.len());
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
         } else {
@@ -1159,25 +1161,15 @@ fn write_upstream_head(out: &mut Vec<u8>, r: &UpstreamHead<'_>) {
     let keep_host = r.trusted && present(Name::XForwardedHost);
     let keep_port = r.trusted && present(Name::XForwardedPort);
     let keep_prefix = r.trusted && present(Name::XForwardedPrefix);
-    let mut te_seen = false;
-    let mut via: Option<&[u8]> = None;
+    let mut te_via = TeAndVia::default();
     let mut xff: smallvec::SmallVec<[&[u8]; 2]> = smallvec::SmallVec::new();
     for h in r.headers {
         let value = &r.buf[h.value.clone()];
         let copy = match h.kind {
             Name::Host | Name::XRealIp | Name::RequestId => false,
             k if k.is_hop_by_hop() => false,
-            Name::Te => {
-                if !te_seen && has_token(value, b"trailers") {
-                    out.extend_from_slice(b"te: trailers\r\n");
-                }
-                te_seen = true;
-                false
-            }
-            Name::Via => {
-                if via.is_none() {
-                    via = Some(value);
-                }
+            Name::Te | Name::Via => {
+                te_via.take(out, h.kind, value);
                 false
             }
             Name::XForwardedFor => {
@@ -1237,9 +1229,32 @@ fn write_upstream_head(out: &mut Vec<u8>, r: &UpstreamHead<'_>) {
             header(out, b"x-forwarded-prefix", p.as_bytes());
         }
     }
-    via_header(out, via);
+    via_header(out, te_via.via);
     header(out, b"x-gateway-request-id", r.request_id);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `TE` and `Via` on the way through (both directions, as
+/// `forward::strip_hop_by_hop` and `forward::append_via`): the first `TE`
+/// is reduced to `trailers` (or dropped); the first `Via` is kept to have
+/// this gateway appended.
+#[derive(Default)]
+struct TeAndVia<'a> {
+    te_seen: bool,
+    via: Option<&'a [u8]>,
+}
+
+impl<'a> TeAndVia<'a> {
+    fn take(&mut self, out: &mut Vec<u8>, kind: Name, value: &'a [u8]) {
+        if kind == Name::Via {
+            self.via.get_or_insert(value);
+            return;
+        }
+        if !self.te_seen && has_token(value, b"trailers") {
+            out.extend_from_slice(b"te: trailers\r\n");
+        }
+        self.te_seen = true;
+    }
 }
 
 fn is_visible_ascii(v: &[u8]) -> bool {
@@ -1371,20 +1386,6 @@ fn parse_response_head(buf: &[u8], headers: &mut Vec<HeaderAt>) -> Parse<Respons
     })
 }
 
-/// hyper's `Content-Length` parse: ASCII digits only, no overflow.
-fn decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
 /// Write the client's response head from the upstream's (`head`): its
 /// headers minus hop-by-hop ones (as `forward::strip_hop_by_hop`), then
 /// framing, `Date` when missing, `Via`, the request id.
@@ -1399,8 +1400,7 @@ fn write_response_head(
 ) {
     status_line(out, resp.status, &head[resp.reason.clone()]);
     let mut has_date = false;
-    let mut via: Option<&[u8]> = None;
-    let mut te_seen = false;
+    let mut te_via = TeAndVia::default();
     let te_framed = matches!(resp.framing, Framing::Chunked | Framing::Close);
     for h in headers {
         let name = &head[h.name.clone()];
@@ -1408,17 +1408,8 @@ fn write_response_head(
         let copy = match h.kind {
             Name::RequestId => false,
             k if k.is_hop_by_hop() => false,
-            Name::Te => {
-                if !te_seen && has_token(value, b"trailers") {
-                    out.extend_from_slice(b"te: trailers\r\n");
-                }
-                te_seen = true;
-                false
-            }
-            Name::Via => {
-                if via.is_none() {
-                    via = Some(value);
-                }
+            Name::Te | Name::Via => {
+                te_via.take(out, h.kind, value);
                 false
             }
             // With Transfer-Encoding, a Content-Length is not the framing.
@@ -1439,7 +1430,7 @@ fn write_response_head(
     if !has_date {
         date_header(out);
     }
-    via_header(out, via);
+    via_header(out, te_via.via);
     header(out, b"x-gateway-request-id", request_id);
     if close {
         out.extend_from_slice(b"connection: close\r\n");

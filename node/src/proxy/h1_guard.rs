@@ -476,7 +476,7 @@ fn ends_with_chunked(value: &[u8]) -> bool {
 }
 
 /// hyper's `Content-Length` parse: ASCII digits only, no overflow.
-fn decimal(value: &[u8]) -> Option<u64> {
+pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }
