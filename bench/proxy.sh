@@ -213,7 +213,15 @@ to_ms() {
 }
 
 RESULTS=$OUT/results.tsv
-printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\tsteal_pct\trustc_seen\n' >"$RESULTS"
+printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\tsteal_pct\trustc_seen\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\n' >"$RESULTS"
+
+# CPU ticks (utime + stime, all threads) of a process and its children: the
+# gateway is one process; an nginx is a master and its worker.
+tree_ticks() { # pid
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '{
+        pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+        if (pid == p || f[2] == p) t += f[12] + f[13] } END { print t + 0 }'
+}
 
 # CPU ticks of every process: "sample pid ppid ticks" (utime + stime).
 proc_ticks() {
@@ -251,8 +259,9 @@ dur_s() { # "10s" / "1m" / "500ms" -> whole seconds (at least 1)
 
 RETRIES=${RETRIES:-2}
 FOREIGN_MAX=${FOREIGN_MAX:-5}
-run_wrk() { # target routes round url
-    local target=$1 routes=$2 round=$3 url=$4
+run_wrk() { # target routes round url proxy_pid ("-" for none)
+    local target=$1 routes=$2 round=$3 url=$4 proxy_pid=$5
+    local px0 px1 up0 up1
     local f=$OUT/wrk-$target-$routes-r$round.txt samples=$OUT/.samples
     local secs attempt wpid rustc_seen foreign i st0 steal
     secs=$(dur_s "$DURATION")
@@ -261,6 +270,9 @@ run_wrk() { # target routes round url
         rustc_seen=0
         proc_ticks 0 >"$samples"
         st0=$(steal_ticks)
+        px0=0 px1=0
+        [[ $proxy_pid == - ]] || px0=$(tree_ticks "$proxy_pid")
+        up0=$(tree_ticks "$UP_PID")
         taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1 &
         wpid=$!
         for i in $(seq 1 $((secs + 30))); do
@@ -270,6 +282,8 @@ run_wrk() { # target routes round url
             proc_ticks "$i" >>"$samples"
         done
         wait "$wpid" || die "wrk failed for $target: $(cat "$f")"
+        [[ $proxy_pid == - ]] || px1=$(tree_ticks "$proxy_pid")
+        up1=$(tree_ticks "$UP_PID")
         foreign=$(foreign_pct "$samples" "$secs" "$wpid")
         steal=$(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$(getconf CLK_TCK)" -v s="$secs" \
             'BEGIN { printf "%.1f", (b - a) * 100 / hz / s }')
@@ -292,10 +306,20 @@ run_wrk() { # target routes round url
         for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { x = $i; sub(/,/, "", x); n += x } }
         END {print n + 0}' "$f")
     [[ -n $rps ]] || die "could not parse $f"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
-        "$errs" "$attempt" "$foreign" "$steal" "$rustc_seen" >>"$RESULTS"
-    log "$(printf '%-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  (other CPU %s%%, steal %s%%)' \
-        "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$foreign" "$steal")"
+    # CPU time per request (user + system, from the kernel's tick accounting,
+    # which leaves hypervisor steal out): what one request costs the proxy
+    # and the upstream, steadier than req/s on a shared machine.
+    local nreq pxus upus
+    nreq=$(awk '/requests in/ {print $1; exit}' "$f")
+    read -r pxus upus < <(awk -v n="$nreq" -v hz="$(getconf CLK_TCK)" -v a="$px0" -v b="$px1" \
+        -v c="$up0" -v d="$up1" -v none="$([[ $proxy_pid == - ]] && echo 1 || echo 0)" 'BEGIN {
+        k = 1e6 / hz / (n > 0 ? n : 1)
+        if (none) printf "-"; else printf "%.2f", (b - a) * k
+        printf " %.2f\n", (d - c) * k }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
+        "$errs" "$attempt" "$foreign" "$steal" "$rustc_seen" "$pxus" "$upus" >>"$RESULTS"
+    log "$(printf '%-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  CPU/req proxy %s us, upstream %s us  (other CPU %s%%, steal %s%%)' \
+        "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$pxus" "$upus" "$foreign" "$steal")"
 }
 
 warm() { taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$1" >/dev/null 2>&1 || true; }
@@ -434,9 +458,10 @@ EOF
 # Every server for every table size runs for the whole measurement (idle
 # when not loaded), so the rounds interleave all targets and both sizes:
 # a slow drift of the machine then hits every target alike.
-declare -A IDLE_RSS LOAD_RSS GW_PIDS URL
+declare -A IDLE_RSS LOAD_RSS GW_PIDS URL PROXY_PID
 ROUTE_COUNT_NOTE=""
 URL[upstream/-]="http://127.0.0.1:$UP_PORT$BENCH_PATH"
+PROXY_PID[upstream/-]=-
 ORDER=(upstream/-)
 for n in $ROUTES; do
     kong=$OUT/kong-$n.yml
@@ -485,6 +510,8 @@ for n in $ROUTES; do
     done
     URL[gateway/$n]="http://127.0.0.1:$GW_PORT$BENCH_PATH"
     URL[nginx/$n]="http://127.0.0.1:$NG_PORT$BENCH_PATH"
+    PROXY_PID[gateway/$n]=$GW_PID
+    PROXY_PID[nginx/$n]=$NGX_PID
     ORDER+=("gateway/$n" "nginx/$n")
 done
 
@@ -492,7 +519,7 @@ wait_quiet
 for k in "${ORDER[@]}"; do warm "${URL[$k]}"; done
 for r in $(seq 1 "$ROUNDS"); do
     for k in "${ORDER[@]}"; do
-        run_wrk "${k%/*}" "${k#*/}" "$r" "${URL[$k]}"
+        run_wrk "${k%/*}" "${k#*/}" "$r" "${URL[$k]}" "${PROXY_PID[$k]}"
     done
 done
 for n in $ROUTES; do
@@ -508,8 +535,8 @@ col() { # target routes column -> values
 declare -A MED
 SUMMARY=$OUT/summary.md
 {
-    echo "| target | routes | req/s | p50 (ms) | p99 (ms) | errors |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| target | routes | req/s | p50 (ms) | p99 (ms) | errors | proxy CPU/req (us) | upstream CPU/req (us) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for n in - $ROUTES; do
         for t in upstream gateway nginx; do
             [[ -n $(col "$t" "$n" 4) ]] || continue
@@ -517,22 +544,27 @@ SUMMARY=$OUT/summary.md
             p50=$(col "$t" "$n" 5 | median)
             p99=$(col "$t" "$n" 6 | median)
             errs=$(col "$t" "$n" 7 | awk '{s += $1} END {print s + 0}')
+            pxus=-
+            [[ $t == upstream ]] || pxus=$(col "$t" "$n" 12 | median)
+            upus=$(col "$t" "$n" 13 | median)
             MED[$t,$n,rps]=$rps
             MED[$t,$n,p99]=$p99
+            MED[$t,$n,cpu]=$pxus
             label=$t rts=$n
             [[ $t == upstream ]] && label="upstream (direct)" && rts="-"
             [[ $t == nginx ]] && label="nginx proxy"
-            printf '| %s | %s | %.0f | %.3f | %.3f | %s |\n' "$label" "$rts" "$rps" "$p50" "$p99" "$errs"
+            printf '| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s |\n' "$label" "$rts" "$rps" "$p50" "$p99" "$errs" "$pxus" "$upus"
         done
     done
     echo
-    echo "| routes | gateway/nginx req/s | gateway/nginx p99 | gateway idle VmRSS | gateway VmRSS after load |"
-    echo "|---:|---:|---:|---:|---:|"
+    echo "| routes | gateway/nginx req/s | gateway/nginx p99 | gateway/nginx CPU per request | gateway idle VmRSS | gateway VmRSS after load |"
+    echo "|---:|---:|---:|---:|---:|---:|"
     for n in $ROUTES; do
         awk -v n="$n" -v gr="${MED[gateway,$n,rps]}" -v nr="${MED[nginx,$n,rps]}" \
             -v gp="${MED[gateway,$n,p99]}" -v np="${MED[nginx,$n,p99]}" \
+            -v gc="${MED[gateway,$n,cpu]}" -v nc="${MED[nginx,$n,cpu]}" \
             -v ir="${IDLE_RSS[$n]}" -v lr="${LOAD_RSS[$n]}" 'BEGIN {
-            printf "| %s | %.2fx | %.2fx | %.1f MiB | %.1f MiB |\n", n, gr / nr, gp / np, ir / 1024, lr / 1024 }'
+            printf "| %s | %.2fx | %.2fx | %.2fx | %.1f MiB | %.1f MiB |\n", n, gr / nr, gp / np, gc / (nc > 0 ? nc : 1), ir / 1024, lr / 1024 }'
     done
     set -- $ROUTES
     if (($# >= 2)); then
@@ -545,6 +577,7 @@ SUMMARY=$OUT/summary.md
         done
     fi
     echo
+    echo "- CPU/req: user + system CPU time of the process (all threads; nginx master and worker) during the run divided by the requests wrk completed; medians"
     echo "- wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds interleaving all targets and sizes, medians; wrk on core $LOADGEN_CPU, proxy on core $PROXY_CPU, upstream on core $UPSTREAM_CPU"
     echo "- ${ROUTE_COUNT_NOTE%; }"
     if ((DISTURBED)); then
