@@ -12,7 +12,11 @@
 #   ROUTES ["1 10000"]  route-table sizes
 #   LOADGEN_CPU [0]     core for wrk
 #   PROXY_CPU [1]       core for the gateway and for the nginx proxy
-#   UPSTREAM_CPU [1]    core for the upstream nginx
+#   LAYOUTS             where the upstream nginx runs, as "name:core" pairs;
+#                       each round measures every layout (the upstream is
+#                       re-pinned between them). Default: "separate:2" with 3
+#                       or more cores; on 2 cores "shared:1 own:0" (below)
+#   UPSTREAM_CPU        shorthand for LAYOUTS="custom:UPSTREAM_CPU"
 #   BUILD_WAIT [600]    max seconds (in all) to wait for other rustc processes
 #                       to finish and the CPU to go quiet before measuring
 #                       (then measures anyway and says so)
@@ -27,10 +31,15 @@
 #   GATEWAY [$CARGO_TARGET_DIR or target, /release/gateway]  binary to measure
 #   OUT [bench/out/proxy-DATE]  where configs, logs and results go
 #
-# Fairness (2-core machine): wrk has core 0 to itself; the proxy under test
-# and the upstream share core 1, so every proxied request costs "proxy +
-# upstream" CPU on core 1 for both proxies alike. The direct-upstream row is
-# the ceiling of this setup. All servers (upstream, and a gateway and an nginx
+# Fairness: with 3 or more cores, wrk, the proxy under test and the upstream
+# each have a core. A 2-core machine cannot give each its own, so both
+# compromises are measured, each with its own direct-upstream row as the
+# ceiling of that layout:
+#   shared  wrk on core 0; the proxy and the upstream share core 1. Every
+#           proxied request costs "proxy + upstream" CPU on core 1, and the
+#           p99 includes the scheduling between the two processes there.
+#   own     the proxy has core 1 to itself; wrk and the upstream share
+#           core 0. This measures the proxy; wrk's core is the limit. All servers (upstream, and a gateway and an nginx
 # proxy per table size) run for the whole measurement; each round runs wrk
 # against every one of them in turn, so drift of the machine hits all alike. One worker each: nginx `worker_processes 1`, the
 # gateway with TOKIO_WORKER_THREADS=1 (and every thread of it pinned by
@@ -56,7 +65,15 @@ ROUNDS=${ROUNDS:-3}
 ROUTES=${ROUTES:-"1 10000"}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
-UPSTREAM_CPU=${UPSTREAM_CPU:-1}
+if [[ -n ${UPSTREAM_CPU:-} ]]; then
+    LAYOUTS=${LAYOUTS:-custom:$UPSTREAM_CPU}
+elif (($(nproc) >= 3)); then
+    LAYOUTS=${LAYOUTS:-separate:2}
+else
+    LAYOUTS=${LAYOUTS:-shared:1 own:0}
+fi
+FIRST_LAYOUT=${LAYOUTS%% *}
+UPSTREAM_CPU=${FIRST_LAYOUT#*:}
 BUILD_WAIT=${BUILD_WAIT:-600}
 SKIP_BUILD=${SKIP_BUILD:-0}
 IDLE_WAIT=${IDLE_WAIT:-3}
@@ -213,7 +230,7 @@ to_ms() {
 }
 
 RESULTS=$OUT/results.tsv
-printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\tsteal_pct\trustc_seen\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\n' >"$RESULTS"
+printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_cpu_pct\tsteal_pct\trustc_seen\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\tlayout\n' >"$RESULTS"
 
 # CPU ticks (utime + stime, all threads) of a process and its children: the
 # gateway is one process; an nginx is a master and its worker.
@@ -259,10 +276,10 @@ dur_s() { # "10s" / "1m" / "500ms" -> whole seconds (at least 1)
 
 RETRIES=${RETRIES:-2}
 FOREIGN_MAX=${FOREIGN_MAX:-5}
-run_wrk() { # target routes round url proxy_pid ("-" for none)
-    local target=$1 routes=$2 round=$3 url=$4 proxy_pid=$5
+run_wrk() { # target routes round url proxy_pid ("-" for none) layout
+    local target=$1 routes=$2 round=$3 url=$4 proxy_pid=$5 layout=$6
     local px0 px1 up0 up1
-    local f=$OUT/wrk-$target-$routes-r$round.txt samples=$OUT/.samples
+    local f=$OUT/wrk-$layout-$target-$routes-r$round.txt samples=$OUT/.samples
     local secs attempt wpid rustc_seen foreign i st0 steal
     secs=$(dur_s "$DURATION")
     for attempt in $(seq 1 $((RETRIES + 1))); do
@@ -316,10 +333,10 @@ run_wrk() { # target routes round url proxy_pid ("-" for none)
         k = 1e6 / hz / (n > 0 ? n : 1)
         if (none) printf "-"; else printf "%.2f", (b - a) * k
         printf " %.2f\n", (d - c) * k }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
-        "$errs" "$attempt" "$foreign" "$steal" "$rustc_seen" "$pxus" "$upus" >>"$RESULTS"
-    log "$(printf '%-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  CPU/req proxy %s us, upstream %s us  (other CPU %s%%, steal %s%%)' \
-        "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$pxus" "$upus" "$foreign" "$steal")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$routes" "$round" "$rps" "$p50" "$p99" \
+        "$errs" "$attempt" "$foreign" "$steal" "$rustc_seen" "$pxus" "$upus" "$layout" >>"$RESULTS"
+    log "$(printf '%-8s %-9s routes=%-6s round %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  CPU/req proxy %s us, upstream %s us  (other CPU %s%%, steal %s%%)' \
+        "$layout" "$target" "$routes" "$round" "$rps" "$p50" "$p99" "$errs" "$pxus" "$upus" "$foreign" "$steal")"
 }
 
 warm() { taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$1" >/dev/null 2>&1 || true; }
@@ -515,11 +532,22 @@ for n in $ROUTES; do
     ORDER+=("gateway/$n" "nginx/$n")
 done
 
+# Move the upstream nginx (master and worker, all threads) to a core.
+pin_upstream() { # cpu
+    local p
+    for p in "$UP_PID" $(pgrep -P "$UP_PID"); do
+        taskset -a -p -c "$1" "$p" >/dev/null
+    done
+}
+
 wait_quiet
 for k in "${ORDER[@]}"; do warm "${URL[$k]}"; done
 for r in $(seq 1 "$ROUNDS"); do
-    for k in "${ORDER[@]}"; do
-        run_wrk "${k%/*}" "${k#*/}" "$r" "${URL[$k]}" "${PROXY_PID[$k]}"
+    for lay in $LAYOUTS; do
+        pin_upstream "${lay#*:}"
+        for k in "${ORDER[@]}"; do
+            run_wrk "${k%/*}" "${k#*/}" "$r" "${URL[$k]}" "${PROXY_PID[$k]}" "${lay%%:*}"
+        done
     done
 done
 for n in $ROUTES; do
@@ -529,12 +557,16 @@ done
 
 # ---------------------------------------------------------------- report
 median() { sort -g | awk '{a[NR] = $1} END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { # target routes column -> values
-    awk -F'\t' -v t="$1" -v n="$2" -v c="$3" 'NR > 1 && $1 == t && $2 == n {print $c}' "$RESULTS"
+col() { # target routes column -> values (of layout $LAY)
+    awk -F'\t' -v t="$1" -v n="$2" -v c="$3" -v l="$LAY" 'NR > 1 && $1 == t && $2 == n && $14 == l {print $c}' "$RESULTS"
 }
 declare -A MED
 SUMMARY=$OUT/summary.md
 {
+for lay in $LAYOUTS; do
+    LAY=${lay%%:*}
+    echo "### layout $LAY: wrk on core $LOADGEN_CPU, proxy on core $PROXY_CPU, upstream on core ${lay#*:}"
+    echo
     echo "| target | routes | req/s | p50 (ms) | p99 (ms) | errors | proxy CPU/req (us) | upstream CPU/req (us) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for n in - $ROUTES; do
@@ -577,8 +609,10 @@ SUMMARY=$OUT/summary.md
         done
     fi
     echo
+done
     echo "- CPU/req: user + system CPU time of the process (all threads; nginx master and worker) during the run divided by the requests wrk completed; medians"
-    echo "- wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds interleaving all targets and sizes, medians; wrk on core $LOADGEN_CPU, proxy on core $PROXY_CPU, upstream on core $UPSTREAM_CPU"
+    echo "- wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds interleaving all layouts, targets and sizes, medians; layouts (name:upstream core): $LAYOUTS"
+    echo "- VmRSS after load: after all layouts"
     echo "- ${ROUTE_COUNT_NOTE%; }"
     if ((DISTURBED)); then
         echo "- WARNING: at least one kept run was disturbed by other processes (rustc or >= ${FOREIGN_MAX}% of a core; see results.tsv and the log)"
