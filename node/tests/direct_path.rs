@@ -5,7 +5,8 @@
 //! client responses must be the same, up to header-name case, order, the
 //! request id and `Date`. Plus what only the direct path has to get right:
 //! handing a connection over mid-way, stale pooled upstream connections,
-//! timeouts and broken upstream framing.
+//! timeouts and broken upstream framing. And, on both paths, a client that
+//! leaves while its request is upstream ends that request.
 
 mod common;
 
@@ -685,4 +686,210 @@ async fn body_limits_and_stalled_bodies_on_the_direct_path() {
     .await;
     assert_eq!(a.status, 200);
     assert!(a.body.ends_with(b"\r\n\r\nabc"));
+}
+
+/// What the holding upstream saw.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// A request head, by its `X-Seq` header.
+    Got(String),
+    /// The connection that carried request `X-Seq` was closed by the gateway.
+    Closed(String),
+}
+
+/// An upstream for client aborts: `/held` is answered (200 "held") only
+/// once `release` is notified; `/heldbody` sends its head and 2 of its 10
+/// body bytes at once and the rest once `release` is notified. A close of
+/// the connection while held is reported. Anything else is answered
+/// 200 "ok" at once.
+async fn holding_upstream() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    Arc<tokio::sync::Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let released = release.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let release = released.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(end) = read_head(&mut s, &mut buf).await {
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let seq = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("X-Seq: ").or(l.strip_prefix("x-seq: ")))
+                        .unwrap_or("?")
+                        .to_owned();
+                    let _ = tx.send(Seen::Got(seq.clone()));
+                    let held_body = head.starts_with("GET /heldbody");
+                    if held_body
+                        && s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    let body = if head.starts_with("GET /held") {
+                        let mut chunk = [0u8; 1024];
+                        tokio::select! {
+                            r = s.read(&mut chunk) => {
+                                if matches!(r, Ok(0) | Err(_)) {
+                                    let _ = tx.send(Seen::Closed(seq));
+                                    return;
+                                }
+                                panic!("bytes from the gateway while a request is held");
+                            }
+                            () = release.notified() => "held",
+                        }
+                    } else {
+                        "ok"
+                    };
+                    let answer = if held_body {
+                        "cdefghij".to_owned()
+                    } else {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx, release)
+}
+
+async fn next_seen(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the upstream saw nothing within 10 s")
+        .expect("upstream gone")
+}
+
+async fn holding_pair() -> (
+    Gateway,
+    Gateway,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    Arc<tokio::sync::Notify>,
+) {
+    let (up, rx, release) = holding_upstream().await;
+    // A read timeout far beyond the test's waits: only the client leaving
+    // can end a held request in time. Retries on, so a retry would show.
+    let yaml = format!(
+        r#"
+_format_version: "3.0"
+services:
+  - name: held
+    url: http://{up}
+    read_timeout: 60000
+    retries: 3
+    routes:
+      - name: all
+        paths: ["/"]
+        strip_path: false
+"#
+    );
+    let direct = gateway_with(&yaml, loopback_options()).await;
+    let general = gateway_with(
+        &yaml,
+        gateway_node::app::NodeOptions {
+            direct_path: false,
+            ..loopback_options()
+        },
+    )
+    .await;
+    (direct, general, rx, release)
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
+    let (direct, general, mut rx, _release) = holding_pair().await;
+    for (name, gw) in [("direct", &direct), ("general", &general)] {
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 1\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("1".into()), "{name}");
+        drop(s);
+        // The gateway closes the upstream connection (within 10 s, against
+        // a 60 s read timeout) ...
+        assert_eq!(
+            next_seen(&mut rx).await,
+            Seen::Closed("1".into()),
+            "{name}: the upstream request outlived its client"
+        );
+        // ... and does not send the request again: the next request the
+        // upstream sees is a new one. This one leaves during the body:
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        s.write_all(b"GET /heldbody HTTP/1.1\r\nHost: a\r\nX-Seq: 3\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("3".into()), "{name}");
+        // Part of the body came through; then the client leaves.
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\nab") {
+            assert!(fill(&mut s, &mut got).await > 0, "{name}: no body start");
+        }
+        drop(s);
+        assert_eq!(
+            next_seen(&mut rx).await,
+            Seen::Closed("3".into()),
+            "{name}: the upstream response outlived its client"
+        );
+        // And a plain request after both.
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        s.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\nX-Seq: 2\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("2".into()), "{name}");
+        let a = read_answer(&mut s, &mut Vec::new(), "GET").await;
+        assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_pipelined_while_one_is_held_is_not_a_client_leaving() {
+    let (direct, general, mut rx, release) = holding_pair().await;
+    for (name, gw) in [("direct", &direct), ("general", &general)] {
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 1\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("1".into()), "{name}");
+        // The next request arrives while the first is upstream ...
+        s.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\nX-Seq: 2\r\n\r\n")
+            .await
+            .expect("write");
+        // The gateway runs on this test's single-threaded runtime: yielding
+        // lets it poll its I/O and see those bytes before the first
+        // response exists (on loopback they arrive within the write).
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        // ... and both are answered, in order, on the same connection.
+        let mut buf = Vec::new();
+        let first = read_answer(&mut s, &mut buf, "GET").await;
+        assert_eq!(
+            (first.status, first.body.as_slice()),
+            (200, &b"held"[..]),
+            "{name}"
+        );
+        let second = read_answer(&mut s, &mut buf, "GET").await;
+        assert_eq!(
+            (second.status, second.body.as_slice()),
+            (200, &b"ok"[..]),
+            "{name}"
+        );
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("2".into()), "{name}");
+    }
 }

@@ -43,6 +43,13 @@
 //! header, the header read timeout, and drain on shutdown (the request in
 //! flight finishes, then the connection closes).
 //!
+//! A client that closes its connection while its request waits on the
+//! upstream (for the response head, or for more of the body) ends that
+//! request: the upstream connection is closed, not pooled, and the request
+//! is not retried. This is nginx's default (`proxy_ignore_client_abort
+//! off`) and what hyper does on the general path. Bytes from the client
+//! meanwhile (a pipelined next request) end the watch for that request.
+//!
 //! Timers: one `Sleep` per client connection serves every deadline of the
 //! connection (header read, upstream write and read). It is re-armed only
 //! when a deadline is earlier than the armed one or when it fires early, so
@@ -270,6 +277,45 @@ enum Failure {
     InvalidResponse(&'static str),
     /// The client's request body stalled or ended early (400).
     ClientBody(&'static str),
+    /// The client closed its connection while the response was awaited.
+    ClientGone,
+}
+
+/// Watches the client's connection while the upstream is awaited: EOF or
+/// an error there means the client is gone. Bytes from the client (a
+/// pipelined next request, left unread) end the watch for this request,
+/// since a close can no longer be seen without reading them.
+#[derive(Default)]
+struct ClientWatch {
+    sent_more: bool,
+}
+
+impl ClientWatch {
+    /// `fut`'s output, or `None` once `client` has closed.
+    async fn or_gone<F: Future>(&mut self, client: &TcpStream, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if self.sent_more {
+                return Poll::Pending;
+            }
+            // Cheap when nothing happened: the read of the request left the
+            // socket not readable, so this only registers the waker.
+            let mut byte = [MaybeUninit::uninit()];
+            let mut peeked = tokio::io::ReadBuf::uninit(&mut byte);
+            match client.poll_peek(cx, &mut peeked) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {
+                    self.sent_more = true;
+                    Poll::Pending
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 /// The request body to send after the head.
@@ -609,6 +655,14 @@ impl Client {
                         .answer_error(stream, GatewayError::BadRequest, request_id, true)
                         .await;
                 }
+                Err(Failure::ClientGone) => {
+                    // Not the upstream's fault: no health report and no
+                    // retry. Dropping the connection closes it, which tells
+                    // the upstream; it is not pooled.
+                    drop(up);
+                    tracing::debug!(request_id, upstream = %addr, "client closed its connection while the request was upstream");
+                    return Next::Close;
+                }
                 Err(Failure::NothingBack(e)) if up.reused && replayable && stale_resends < 8 => {
                     // A pooled connection the upstream had closed: nothing
                     // reached it. Not an attempt, but bounded.
@@ -639,6 +693,11 @@ impl Client {
                             Outcome::TcpFailure,
                             GatewayError::BadRequest,
                             why.to_owned(),
+                        ),
+                        Failure::ClientGone => (
+                            Outcome::TcpFailure,
+                            GatewayError::UpstreamFailed,
+                            "client gone".to_owned(),
                         ),
                     };
                     balancer.report(&peer, outcome);
@@ -753,16 +812,21 @@ impl Client {
         self.ubuf.clear();
         // Then the rest, as it comes.
         if !done {
+            let mut watch = ClientWatch::default();
             loop {
                 reserve(&mut self.ubuf);
                 let deadline = Instant::now() + read_timeout;
-                let n = match self
-                    .timer
-                    .within(deadline, up.stream.read_buf(&mut self.ubuf))
-                    .await
-                {
-                    Some(Ok(n)) => n,
-                    Some(Err(e)) => {
+                let read = watch.or_gone(stream, up.stream.read_buf(&mut self.ubuf));
+                let n = match self.timer.within(deadline, read).await {
+                    Some(Some(Ok(n))) => n,
+                    Some(None) => {
+                        tracing::debug!(
+                            request_id,
+                            "client closed its connection during the response body"
+                        );
+                        return Next::Close;
+                    }
+                    Some(Some(Err(e))) => {
                         tracing::debug!(request_id, error = %e, "upstream response body failed");
                         return Next::Close;
                     }
@@ -959,11 +1023,17 @@ async fn exchange(
         rest -= take as u64;
     }
     ubuf.clear();
+    let client: &TcpStream = body.client;
+    let mut watch = ClientWatch::default();
     let deadline = Instant::now() + read_timeout;
     loop {
         reserve(ubuf);
-        match timer.within(deadline, up.read_buf(ubuf)).await {
-            None => return Err(Failure::Timeout),
+        let read = watch.or_gone(client, up.read_buf(ubuf));
+        let Some(read) = timer.within(deadline, read).await else {
+            return Err(Failure::Timeout);
+        };
+        match read {
+            None => return Err(Failure::ClientGone),
             Some(Ok(0)) if ubuf.is_empty() => {
                 return Err(Failure::NothingBack(
                     std::io::ErrorKind::UnexpectedEof.into(),
