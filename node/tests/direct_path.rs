@@ -853,6 +853,19 @@ async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
         assert_eq!(next_seen(&mut rx).await, Seen::Got("2".into()), "{name}");
         let a = read_answer(&mut s, &mut Vec::new(), "GET").await;
         assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]), "{name}");
+
+        // A client that only shuts down its sending side counts as gone too
+        // (as in nginx and hyper by default): the held request ends and
+        // the client gets no answer, just the close.
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 4\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(next_seen(&mut rx).await, Seen::Got("4".into()), "{name}");
+        s.shutdown().await.expect("shutdown");
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed("4".into()), "{name}");
+        let mut rest = Vec::new();
+        assert_eq!(fill(&mut s, &mut rest).await, 0, "{name}: {rest:?}");
     }
 }
 
