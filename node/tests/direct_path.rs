@@ -775,6 +775,21 @@ async fn next_seen(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen 
         .expect("upstream gone")
 }
 
+/// Send `GET {path}` with `X-Seq: {seq}` on a new connection and wait
+/// until the upstream has it.
+async fn send_held(
+    gw: &Gateway,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    path: &str,
+    seq: &str,
+) -> TcpStream {
+    let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Seq: {seq}\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    assert_eq!(next_seen(rx).await, Seen::Got(seq.into()), "{path} {seq}");
+    s
+}
+
 async fn holding_pair() -> (
     Gateway,
     Gateway,
@@ -814,11 +829,7 @@ services:
 async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
     let (direct, general, mut rx, _release) = holding_pair().await;
     for (name, gw) in [("direct", &direct), ("general", &general)] {
-        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
-        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 1\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(next_seen(&mut rx).await, Seen::Got("1".into()), "{name}");
+        let mut s = send_held(gw, &mut rx, "/held", "1").await;
         drop(s);
         // The gateway closes the upstream connection (within 10 s, against
         // a 60 s read timeout) ...
@@ -829,11 +840,7 @@ async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
         );
         // ... and does not send the request again: the next request the
         // upstream sees is a new one. This one leaves during the body:
-        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
-        s.write_all(b"GET /heldbody HTTP/1.1\r\nHost: a\r\nX-Seq: 3\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(next_seen(&mut rx).await, Seen::Got("3".into()), "{name}");
+        let mut s = send_held(gw, &mut rx, "/heldbody", "3").await;
         // Part of the body came through; then the client leaves.
         let mut got = Vec::new();
         while !got.ends_with(b"\r\n\r\nab") {
@@ -846,22 +853,14 @@ async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
             "{name}: the upstream response outlived its client"
         );
         // And a plain request after both.
-        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
-        s.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\nX-Seq: 2\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(next_seen(&mut rx).await, Seen::Got("2".into()), "{name}");
+        let mut s = send_held(gw, &mut rx, "/next", "2").await;
         let a = read_answer(&mut s, &mut Vec::new(), "GET").await;
         assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]), "{name}");
 
         // A client that only shuts down its sending side counts as gone too
         // (as in nginx and hyper by default): the held request ends and
         // the client gets no answer, just the close.
-        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
-        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 4\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(next_seen(&mut rx).await, Seen::Got("4".into()), "{name}");
+        let mut s = send_held(gw, &mut rx, "/held", "4").await;
         s.shutdown().await.expect("shutdown");
         assert_eq!(next_seen(&mut rx).await, Seen::Closed("4".into()), "{name}");
         let mut rest = Vec::new();
@@ -873,11 +872,7 @@ async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
 async fn a_request_pipelined_while_one_is_held_is_not_a_client_leaving() {
     let (direct, general, mut rx, release) = holding_pair().await;
     for (name, gw) in [("direct", &direct), ("general", &general)] {
-        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
-        s.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\nX-Seq: 1\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(next_seen(&mut rx).await, Seen::Got("1".into()), "{name}");
+        let mut s = send_held(gw, &mut rx, "/held", "1").await;
         // The next request arrives while the first is upstream ...
         s.write_all(b"GET /next HTTP/1.1\r\nHost: a\r\nX-Seq: 2\r\n\r\n")
             .await
