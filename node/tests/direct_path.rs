@@ -314,18 +314,24 @@ services:
     )
 }
 
-async fn pair() -> (Gateway, Gateway, Arc<AtomicUsize>) {
-    let (up, connections) = raw_upstream().await;
-    let yaml = config(up);
-    let direct = gateway_with(&yaml, loopback_options()).await;
+/// Two gateways on one config: with the direct path, and without it.
+async fn both_paths(yaml: &str) -> (Gateway, Gateway) {
+    let direct = gateway_with(yaml, loopback_options()).await;
     let general = gateway_with(
-        &yaml,
+        yaml,
         gateway_node::app::NodeOptions {
             direct_path: false,
             ..loopback_options()
         },
     )
     .await;
+    (direct, general)
+}
+
+async fn pair() -> (Gateway, Gateway, Arc<AtomicUsize>) {
+    let (up, connections) = raw_upstream().await;
+    let yaml = config(up);
+    let (direct, general) = both_paths(&yaml).await;
     (direct, general, connections)
 }
 
@@ -813,15 +819,7 @@ services:
         strip_path: false
 "#
     );
-    let direct = gateway_with(&yaml, loopback_options()).await;
-    let general = gateway_with(
-        &yaml,
-        gateway_node::app::NodeOptions {
-            direct_path: false,
-            ..loopback_options()
-        },
-    )
-    .await;
+    let (direct, general) = both_paths(&yaml).await;
     (direct, general, rx, release)
 }
 
@@ -829,29 +827,20 @@ services:
 async fn a_client_that_leaves_ends_its_upstream_request_on_both_paths() {
     let (direct, general, mut rx, _release) = holding_pair().await;
     for (name, gw) in [("direct", &direct), ("general", &general)] {
-        let mut s = send_held(gw, &mut rx, "/held", "1").await;
-        drop(s);
+        drop(send_held(gw, &mut rx, "/held", "1").await);
         // The gateway closes the upstream connection (within 10 s, against
-        // a 60 s read timeout) ...
-        assert_eq!(
-            next_seen(&mut rx).await,
-            Seen::Closed("1".into()),
-            "{name}: the upstream request outlived its client"
-        );
-        // ... and does not send the request again: the next request the
-        // upstream sees is a new one. This one leaves during the body:
-        let mut s = send_held(gw, &mut rx, "/heldbody", "3").await;
+        // a 60 s read timeout) and does not send the request again: the
+        // next request the upstream sees is a new one.
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed("1".into()), "{name}");
+
         // Part of the body came through; then the client leaves.
+        let mut s = send_held(gw, &mut rx, "/heldbody", "3").await;
         let mut got = Vec::new();
         while !got.ends_with(b"\r\n\r\nab") {
             assert!(fill(&mut s, &mut got).await > 0, "{name}: no body start");
         }
         drop(s);
-        assert_eq!(
-            next_seen(&mut rx).await,
-            Seen::Closed("3".into()),
-            "{name}: the upstream response outlived its client"
-        );
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed("3".into()), "{name}");
         // And a plain request after both.
         let mut s = send_held(gw, &mut rx, "/next", "2").await;
         let a = read_answer(&mut s, &mut Vec::new(), "GET").await;
