@@ -235,9 +235,7 @@ printf 'target\troutes\tround\treq_s\tp50_ms\tp99_ms\terrors\tattempts\tforeign_
 # CPU ticks (utime + stime, all threads) of a process and its children: the
 # gateway is one process; an nginx is a master and its worker.
 tree_ticks() { # pid
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '{
-        pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
-        if (pid == p || f[2] == p) t += f[12] + f[13] } END { print t + 0 }'
+    proc_ticks 0 | awk -v p="$1" '$2 == p || $3 == p { t += $4 } END { print t + 0 }'
 }
 
 # CPU ticks of every process: "sample pid ppid ticks" (utime + stime).

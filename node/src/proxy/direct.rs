@@ -649,20 +649,6 @@ impl Client {
                         )
                         .await;
                 }
-                Err(Failure::ClientBody(why)) => {
-                    tracing::debug!(request_id, peer = %conn.peer, why, "client request body failed");
-                    return self
-                        .answer_error(stream, GatewayError::BadRequest, request_id, true)
-                        .await;
-                }
-                Err(Failure::ClientGone) => {
-                    // Not the upstream's fault: no health report and no
-                    // retry. Dropping the connection closes it, which tells
-                    // the upstream; it is not pooled.
-                    drop(up);
-                    tracing::debug!(request_id, upstream = %addr, "client closed its connection while the request was upstream");
-                    return Next::Close;
-                }
                 Err(Failure::NothingBack(e)) if up.reused && replayable && stale_resends < 8 => {
                     // A pooled connection the upstream had closed: nothing
                     // reached it. Not an attempt, but bounded.
@@ -688,17 +674,20 @@ impl Client {
                             GatewayError::UpstreamFailed,
                             why.to_owned(),
                         ),
-                        // Answered above.
-                        Failure::ClientBody(why) => (
-                            Outcome::TcpFailure,
-                            GatewayError::BadRequest,
-                            why.to_owned(),
-                        ),
-                        Failure::ClientGone => (
-                            Outcome::TcpFailure,
-                            GatewayError::UpstreamFailed,
-                            "client gone".to_owned(),
-                        ),
+                        // The client's doing: no health report, no retry.
+                        Failure::ClientBody(why) => {
+                            tracing::debug!(request_id, peer = %conn.peer, why, "client request body failed");
+                            return self
+                                .answer_error(stream, GatewayError::BadRequest, request_id, true)
+                                .await;
+                        }
+                        Failure::ClientGone => {
+                            // Dropping the upstream connection closes it,
+                            // which tells the upstream; it is not pooled.
+                            drop(up);
+                            tracing::debug!(request_id, upstream = %addr, "client closed its connection while the request was upstream");
+                            return Next::Close;
+                        }
                     };
                     balancer.report(&peer, outcome);
                     tracing::warn!(request_id, upstream = %addr, attempt, error = %why, "upstream request failed");
