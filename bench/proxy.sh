@@ -39,11 +39,12 @@
 #           proxied request costs "proxy + upstream" CPU on core 1, and the
 #           p99 includes the scheduling between the two processes there.
 #   own     the proxy has core 1 to itself; wrk and the upstream share
-#           core 0. This measures the proxy; wrk's core is the limit. All servers (upstream, and a gateway and an nginx
-# proxy per table size) run for the whole measurement; each round runs wrk
-# against every one of them in turn, so drift of the machine hits all alike. One worker each: nginx `worker_processes 1`, the
-# gateway with TOKIO_WORKER_THREADS=1 (and every thread of it pinned by
-# taskset). Both proxies keep connections to the upstream alive, both add
+#           core 0. This measures the proxy; wrk's core is the limit.
+# All servers (upstream, and a gateway and an nginx proxy per table size) run
+# for the whole measurement; each round runs wrk against every one of them in
+# turn, in every layout, so drift of the machine hits all alike. One worker
+# each: nginx `worker_processes 1`, the gateway with TOKIO_WORKER_THREADS=1
+# (and every thread of it pinned by taskset). Both proxies keep connections to the upstream alive, both add
 # X-Forwarded-*/X-Real-IP headers, neither writes an access log.
 #
 # Route tables: N routes of one service each, all pointing at the upstream.
@@ -321,9 +322,9 @@ run_wrk() { # target routes round url proxy_pid ("-" for none) layout
         for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { x = $i; sub(/,/, "", x); n += x } }
         END {print n + 0}' "$f")
     [[ -n $rps ]] || die "could not parse $f"
-    # CPU time per request (user + system, from the kernel's tick accounting,
-    # which leaves hypervisor steal out): what one request costs the proxy
-    # and the upstream, steadier than req/s on a shared machine.
+    # CPU time per request (user + system, from the kernel's tick accounting):
+    # what one request costs the proxy and the upstream, steadier than req/s
+    # on a shared machine, though heavy steal still inflates it.
     local nreq pxus upus
     nreq=$(awk '/requests in/ {print $1; exit}' "$f")
     read -r pxus upus < <(awk -v n="$nreq" -v hz="$(getconf CLK_TCK)" -v a="$px0" -v b="$px1" \
