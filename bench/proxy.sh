@@ -44,8 +44,9 @@
 # for the whole measurement; each round runs wrk against every one of them in
 # turn, in every layout, so drift of the machine hits all alike. One worker
 # each: nginx `worker_processes 1`, the gateway with TOKIO_WORKER_THREADS=1
-# (and every thread of it pinned by taskset). Both proxies keep connections to the upstream alive, both add
-# X-Forwarded-*/X-Real-IP headers, neither writes an access log.
+# (and every thread of it pinned by taskset). Both proxies keep connections
+# to the upstream alive, both add X-Forwarded-*/X-Real-IP headers, neither
+# writes an access log.
 #
 # Route tables: N routes of one service each, all pointing at the upstream.
 # Route i has prefix path /svc-i/v1 (every 3rd also /svc-i/v2), every 10th has
