@@ -143,6 +143,45 @@ fn validate_exit_codes_and_located_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"));
 }
 
+#[test]
+fn out_of_range_run_flags_are_rejected_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kong.yml");
+    std::fs::write(&path, service_yaml(9, "/")).expect("write");
+    for (flag, value, says) in [
+        (
+            "--upstream-keepalive-idle-timeout",
+            "0",
+            "must be more than 0 seconds",
+        ),
+        (
+            "--upstream-keepalive-idle-timeout",
+            "-1",
+            "is not a valid number of seconds",
+        ),
+        ("--max-header-size", "100", "must be at least 8192 bytes"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .args([
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     let up = echo_upstream("s").await;

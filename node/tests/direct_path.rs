@@ -316,15 +316,19 @@ services:
 
 /// Two gateways on one config: with the direct path, and without it.
 async fn both_paths(yaml: &str) -> (Gateway, Gateway) {
-    let direct = gateway_with(yaml, loopback_options()).await;
-    let general = gateway_with(
-        yaml,
-        gateway_node::app::NodeOptions {
-            direct_path: false,
-            ..loopback_options()
-        },
-    )
-    .await;
+    both_paths_with(yaml, loopback_options()).await
+}
+
+async fn both_paths_with(
+    yaml: &str,
+    options: gateway_node::app::NodeOptions,
+) -> (Gateway, Gateway) {
+    let general = gateway_node::app::NodeOptions {
+        direct_path: false,
+        ..options.clone()
+    };
+    let direct = gateway_with(yaml, options).await;
+    let general = gateway_with(yaml, general).await;
     (direct, general)
 }
 
@@ -707,7 +711,9 @@ enum Seen {
 /// once `release` is notified; `/heldbody` sends its head and 2 of its 10
 /// body bytes at once and the rest once `release` is notified. A close of
 /// the connection while held is reported. Anything else is answered
-/// 200 "ok" at once.
+/// 200 "ok" at once; after that answer, `/thenclose` closes its side of the
+/// connection and `/thenwait` does not, and both report when the gateway
+/// closes the connection.
 async fn holding_upstream() -> (
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<Seen>,
@@ -767,6 +773,16 @@ async fn holding_upstream() -> (
                     if s.write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
+                    if head.starts_with("GET /then") {
+                        if head.starts_with("GET /thenclose") {
+                            let _ = s.shutdown().await;
+                        }
+                        let mut chunk = [0u8; 1024];
+                        if matches!(s.read(&mut chunk).await, Ok(0) | Err(_)) {
+                            let _ = tx.send(Seen::Closed(seq));
+                        }
+                        return;
+                    }
                 }
             });
         }
@@ -802,6 +818,17 @@ async fn holding_pair() -> (
     tokio::sync::mpsc::UnboundedReceiver<Seen>,
     Arc<tokio::sync::Notify>,
 ) {
+    holding_pair_with(loopback_options()).await
+}
+
+async fn holding_pair_with(
+    options: gateway_node::app::NodeOptions,
+) -> (
+    Gateway,
+    Gateway,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    Arc<tokio::sync::Notify>,
+) {
     let (up, rx, release) = holding_upstream().await;
     // A read timeout far beyond the test's waits: only the client leaving
     // can end a held request in time. Retries on, so a retry would show.
@@ -819,7 +846,7 @@ services:
         strip_path: false
 "#
     );
-    let (direct, general) = both_paths(&yaml).await;
+    let (direct, general) = both_paths_with(&yaml, options).await;
     (direct, general, rx, release)
 }
 
@@ -888,5 +915,51 @@ async fn a_request_pipelined_while_one_is_held_is_not_a_client_leaving() {
             "{name}"
         );
         assert_eq!(next_seen(&mut rx).await, Seen::Got("2".into()), "{name}");
+    }
+}
+
+/// Send `path` and read its answer; the client connection stays open.
+async fn answered(
+    gw: &Gateway,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    path: &str,
+    seq: &str,
+) -> TcpStream {
+    let mut s = send_held(gw, rx, path, seq).await;
+    let a = read_answer(&mut s, &mut Vec::new(), "GET").await;
+    assert_eq!((seq, a.status, a.body.as_slice()), (seq, 200, &b"ok"[..]));
+    s
+}
+
+#[tokio::test]
+async fn an_idle_upstream_connection_its_upstream_closed_is_closed_on_both_paths() {
+    let (direct, general, mut rx, _release) = holding_pair().await;
+    for (name, gw) in [("direct", &direct), ("general", &general)] {
+        // The client stays connected and sends nothing more, so only the
+        // pool's own sweep can notice the upstream's FIN and close its end.
+        let _client = answered(gw, &mut rx, "/thenclose", name).await;
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed(name.into()));
+    }
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_the_keepalive_idle_timeout() {
+    let mut options = loopback_options();
+    options.proxy.upstream_keepalive_idle_timeout = Duration::from_millis(300);
+    let (direct, general, mut rx, _release) = holding_pair_with(options).await;
+    for (name, gw) in [("direct", &direct), ("general", &general)] {
+        let _client = answered(gw, &mut rx, "/thenwait", name).await;
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed(name.into()));
+    }
+}
+
+#[tokio::test]
+async fn a_keepalive_pool_of_size_zero_closes_each_upstream_connection() {
+    let mut options = loopback_options();
+    options.proxy.upstream_keepalive_pool_size = 0;
+    let (direct, general, mut rx, _release) = holding_pair_with(options).await;
+    for (name, gw) in [("direct", &direct), ("general", &general)] {
+        let _client = answered(gw, &mut rx, "/thenwait", name).await;
+        assert_eq!(next_seen(&mut rx).await, Seen::Closed(name.into()));
     }
 }

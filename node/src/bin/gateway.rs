@@ -88,6 +88,24 @@ struct ServeArgs {
     /// Seconds allowed between two chunks of a client's request body.
     #[arg(long, env = "GATEWAY_CLIENT_BODY_TIMEOUT", default_value_t = 60.0)]
     client_body_timeout: f64,
+    /// Idle keep-alive connections kept per upstream peer (address and port);
+    /// 0 closes every upstream connection after its response.
+    #[arg(
+        long,
+        env = "GATEWAY_UPSTREAM_KEEPALIVE_POOL_SIZE",
+        default_value_t = 256
+    )]
+    upstream_keepalive_pool_size: usize,
+    /// Seconds an idle upstream keep-alive connection is kept before the
+    /// gateway closes it. Set it below the upstreams' own keep-alive timeout
+    /// (5 s in Node.js, for one) so that the gateway, not the upstream,
+    /// closes idle connections.
+    #[arg(
+        long,
+        env = "GATEWAY_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    upstream_keepalive_idle_timeout: f64,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "GATEWAY_DRAIN_TIMEOUT", default_value_t = 10.0)]
     drain_timeout: f64,
@@ -261,6 +279,14 @@ fn secs(what: &str, v: f64) -> Result<Duration> {
         .with_context(|| format!("--{what}: {v} is not a valid number of seconds"))
 }
 
+fn positive_secs(what: &str, v: f64) -> Result<Duration> {
+    let d = secs(what, v)?;
+    if d.is_zero() {
+        bail!("--{what} must be more than 0 seconds");
+    }
+    Ok(d)
+}
+
 fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
     if a.max_header_size < 8192 {
         bail!(
@@ -281,6 +307,11 @@ fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
             trusted,
             max_body_size: a.max_body_size,
             client_body_timeout: secs("client-body-timeout", a.client_body_timeout)?,
+            upstream_keepalive_pool_size: a.upstream_keepalive_pool_size,
+            upstream_keepalive_idle_timeout: positive_secs(
+                "upstream-keepalive-idle-timeout",
+                a.upstream_keepalive_idle_timeout,
+            )?,
         },
         drain_timeout: secs("drain-timeout", a.drain_timeout)?,
         direct_path: !a.no_direct_path,

@@ -43,6 +43,13 @@ pub struct ProxySettings {
     pub max_body_size: u64,
     /// Time allowed between two chunks of a client's request body.
     pub client_body_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream peer (Kong's
+    /// `upstream_keepalive_pool_size`); 0 closes each upstream connection
+    /// after its exchange.
+    pub upstream_keepalive_pool_size: usize,
+    /// How long an upstream connection may sit idle in the pool before it is
+    /// closed (Kong's `upstream_keepalive_idle_timeout`).
+    pub upstream_keepalive_idle_timeout: Duration,
 }
 
 impl Default for ProxySettings {
@@ -51,6 +58,8 @@ impl Default for ProxySettings {
             trusted: TrustedProxies::default(),
             max_body_size: 0,
             client_body_timeout: Duration::from_secs(60),
+            upstream_keepalive_pool_size: 256,
+            upstream_keepalive_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -90,7 +99,10 @@ impl Proxy {
     pub fn new(live: Arc<LiveConfig>, settings: ProxySettings, stats: Arc<Stats>) -> Arc<Self> {
         Arc::new(Proxy {
             live,
-            pool: ConnectionPool::new(256, Duration::from_secs(60)),
+            pool: ConnectionPool::new(
+                settings.upstream_keepalive_pool_size,
+                settings.upstream_keepalive_idle_timeout,
+            ),
             settings,
             stats,
             id_prefix: rand::random(),

@@ -7,8 +7,16 @@
 //! only once its response body has been read to the end (see
 //! `body::OnEnd`); one abandoned mid-body is closed, never reused.
 //!
+//! Idle connections are closed in the background, the way nginx's
+//! upstream keepalive cache does: a reaper task sweeps the idle lists every
+//! `REAP_EVERY` (or the idle timeout, when shorter) and closes each one that
+//! was idle for the idle timeout or that the upstream closed (or wrote to)
+//! meanwhile, so no socket lingers half-closed (`CLOSE_WAIT`) until a
+//! checkout happens to meet it, and a peer no longer used (a removed target,
+//! an old DNS answer) keeps no connection at all.
+//!
 //! Locking: one short critical section per checkout/checkin on a sharded
-//! map; never held across an await.
+//! map; never held across an await, and no socket is closed inside one.
 
 use crate::proxy::body::ProxyBody;
 use crate::proxy::tls::UpstreamTls;
@@ -112,6 +120,10 @@ type IdleMaps<T> = [Mutex<KeyMap<Vec<Idle<T>>>>; SHARDS];
 
 const SHARDS: usize = 16;
 
+/// How often the reaper sweeps the idle lists (at most; see
+/// `ConnectionPool::new`).
+pub const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// A fast non-cryptographic hash (FxHash's mixing) for pool keys: they
 /// come from the config (upstream addresses), not from clients, so there
 /// is nothing to gain from SipHash's flood resistance, and it was a visible
@@ -158,14 +170,44 @@ pub struct ConnectionPool {
 }
 
 impl ConnectionPool {
+    /// A pool keeping at most `max_idle_per_peer` idle HTTP/1.1 connections
+    /// per peer (0: none, every connection is closed after its exchange),
+    /// each for at most `idle_timeout`. Called inside a tokio runtime, it
+    /// also starts the reaper, which ends with the pool.
     pub fn new(max_idle_per_peer: usize, idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(ConnectionPool {
+        let pool = Arc::new(ConnectionPool {
             h1_idle: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             direct_idle: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             h2: std::array::from_fn(|_| Mutex::new(KeyMap::default())),
             max_idle_per_peer,
             idle_timeout,
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let every = REAP_EVERY.min(idle_timeout).max(Duration::from_millis(10));
+            runtime.spawn(reap_until_dropped(Arc::downgrade(&pool), every));
+        }
+        pool
+    }
+
+    /// Close every idle connection that was idle for the idle timeout or
+    /// that its upstream closed, wrote to or broke, and forget HTTP/2
+    /// connections that ended. Returns how many idle HTTP/1.1 connections
+    /// were closed. (The reaper calls this; so can tests.)
+    pub fn reap_idle(&self) -> usize {
+        let now = Instant::now();
+        let fresh = |since: Instant| now.duration_since(since) < self.idle_timeout;
+        let closed = reap_shards(&self.h1_idle, |i| fresh(i.since) && h1_is_usable(&i.conn))
+            + reap_shards(&self.direct_idle, |i| {
+                fresh(i.since) && idle_stream_is_quiet(&i.conn)
+            });
+        for shard in &self.h2 {
+            let ended: Vec<_> = {
+                let mut map = shard.lock();
+                map.extract_if(|_, s| s.is_closed()).collect()
+            };
+            drop(ended);
+        }
+        closed
     }
 
     fn shard(key: &PoolKey) -> usize {
@@ -255,7 +297,7 @@ impl ConnectionPool {
     }
 
     fn take_idle_h1(&self, key: &PoolKey) -> Option<http1::SendRequest<ProxyBody>> {
-        self.take_idle(&self.h1_idle, key, |s| !s.is_closed() && s.is_ready())
+        self.take_idle(&self.h1_idle, key, h1_is_usable)
     }
 
     /// Return an HTTP/1.1 connection whose exchange completed.
@@ -380,6 +422,45 @@ impl ConnectionPool {
     }
 }
 
+/// Sweep `pool`'s idle lists every `every` until the pool is dropped.
+async fn reap_until_dropped(pool: std::sync::Weak<ConnectionPool>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; nothing is idle yet.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let closed = pool.reap_idle();
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle upstream connections");
+        }
+    }
+}
+
+/// Remove the idle connections that fail `keep` from every shard; they are
+/// closed after each shard's lock is released. Returns how many.
+fn reap_shards<T>(maps: &IdleMaps<T>, keep: impl Fn(&Idle<T>) -> bool) -> usize {
+    let mut closed = 0;
+    for shard in maps {
+        let gone: Vec<Idle<T>> = {
+            let mut map = shard.lock();
+            let gone = map
+                .values_mut()
+                .flat_map(|list| list.extract_if(.., |idle| !keep(idle)))
+                .collect();
+            map.retain(|_, list| !list.is_empty());
+            gone
+        };
+        closed += gone.len();
+    }
+    closed
+}
+
+fn h1_is_usable(sender: &http1::SendRequest<ProxyBody>) -> bool {
+    !sender.is_closed() && sender.is_ready()
+}
+
 /// True while nothing (no bytes, no EOF, no error) has arrived on an idle
 /// connection, as far as the runtime has seen: an upstream that closed it
 /// made it readable. Asks the reactor's readiness, no system call.
@@ -391,3 +472,86 @@ fn idle_stream_is_quiet(stream: &TcpStream) -> bool {
 /// A plaintext or TLS upstream stream.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A direct connection checked out of `pool` to a fresh listener, and the
+    /// upstream's end of it.
+    async fn connected(pool: &ConnectionPool) -> (SocketAddr, TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (conn, accepted) = tokio::join!(
+            pool.checkout_direct(addr, Duration::from_secs(5)),
+            listener.accept()
+        );
+        let conn = conn.expect("connect");
+        assert!(!conn.reused);
+        (addr, conn.stream, accepted.expect("accept").0)
+    }
+
+    /// Waits (bounded) for the gateway's end of `upstream` to be closed: EOF.
+    async fn closed_by_gateway(upstream: &mut TcpStream) -> bool {
+        let mut b = [0u8; 16];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), upstream.read(&mut b)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_closed_in_the_background() {
+        let pool = ConnectionPool::new(8, Duration::from_secs(60));
+        let (addr, stream, mut upstream) = connected(&pool).await;
+        pool.checkin_direct(addr, stream);
+        assert_eq!(pool.idle_count(&ConnectionPool::direct_key(addr)), 1);
+        // The upstream ends its side (as at its own keep-alive timeout) and
+        // waits for the gateway's FIN: without the reaper it would wait for a
+        // checkout that never comes, its peer socket stuck in CLOSE_WAIT.
+        upstream.shutdown().await.expect("shutdown");
+        assert!(closed_by_gateway(&mut upstream).await);
+        assert_eq!(pool.idle_count(&ConnectionPool::direct_key(addr)), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let pool = ConnectionPool::new(8, Duration::from_millis(300));
+        let (addr, stream, mut upstream) = connected(&pool).await;
+        pool.checkin_direct(addr, stream);
+        assert!(closed_by_gateway(&mut upstream).await);
+        assert_eq!(pool.idle_count(&ConnectionPool::direct_key(addr)), 0);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_fresh_idle_connection_survives_a_sweep_and_is_reused() {
+        let pool = ConnectionPool::new(8, Duration::from_secs(60));
+        let (addr, stream, mut upstream) = connected(&pool).await;
+        let local = stream.local_addr().expect("local");
+        pool.checkin_direct(addr, stream);
+        assert_eq!(pool.reap_idle(), 0);
+        let again = pool
+            .checkout_direct(addr, Duration::from_secs(5))
+            .await
+            .expect("checkout");
+        assert!(again.reused);
+        assert_eq!(again.stream.local_addr().expect("local"), local);
+        // And it still carries bytes both ways.
+        let mut s = again.stream;
+        s.write_all(b"ping").await.expect("write");
+        let mut b = [0u8; 4];
+        upstream.read_exact(&mut b).await.expect("read");
+        assert_eq!(&b, b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_size_zero_keeps_nothing() {
+        let pool = ConnectionPool::new(0, Duration::from_secs(60));
+        let (addr, stream, mut upstream) = connected(&pool).await;
+        pool.checkin_direct(addr, stream);
+        assert_eq!(pool.idle_count(&ConnectionPool::direct_key(addr)), 0);
+        assert!(closed_by_gateway(&mut upstream).await);
+    }
+}
