@@ -144,7 +144,7 @@ fn validate_exit_codes_and_located_errors() {
 }
 
 #[test]
-fn out_of_range_run_flags_are_rejected_naming_the_flag() {
+fn bad_run_flags_are_rejected_naming_the_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("kong.yml");
     std::fs::write(&path, service_yaml(9, "/")).expect("write");
@@ -160,6 +160,7 @@ fn out_of_range_run_flags_are_rejected_naming_the_flag() {
             "is not a valid number of seconds",
         ),
         ("--max-header-size", "100", "must be at least 8192 bytes"),
+        ("--port-maps", "80", "expected PUBLIC:LISTENER"),
     ] {
         let out = Command::new(BIN)
             .args(["run", "--config"])

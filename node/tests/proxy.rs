@@ -111,7 +111,11 @@ async fn forwarding_headers_host_and_hop_by_hop() {
     );
     assert_eq!(h["x-forwarded-for"], "203.0.113.1, 127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "gw.example.com");
-    assert_eq!(h["x-forwarded-port"], "8000");
+    assert_eq!(
+        h["x-forwarded-port"],
+        gw.proxy().port().to_string(),
+        "the listener's port, as Kong; not the Host header's 8000"
+    );
     assert_eq!(h["x-forwarded-prefix"], "/foo");
     assert_eq!(h["x-real-ip"], "127.0.0.1");
     assert_eq!(h["via"], "1.1 gateway");
@@ -158,6 +162,30 @@ async fn trusted_front_proxy_forwarded_headers_are_honoured() {
     assert_eq!(h["x-forwarded-host"], "public.example.com");
     assert_eq!(h["x-forwarded-port"], "443");
     assert_eq!(h["x-real-ip"], "198.51.100.7");
+}
+
+#[tokio::test]
+async fn port_maps_set_x_forwarded_port_on_both_paths() {
+    let foo = echo_upstream("foo").await;
+    let bar = echo_upstream("bar").await;
+    for direct_path in [true, false] {
+        let port = server_port().await;
+        let mut opts = loopback_options();
+        opts.proxy_listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        opts.proxy.port_maps =
+            gateway_node::proxy::forward::PortMaps::parse(&format!("80:{port}, 443:1"))
+                .expect("maps");
+        opts.direct_path = direct_path;
+        let gw = gateway_with(&two_services(foo.port(), bar.port()), opts).await;
+        let h = get_with(&gw.url("/foo"), &[("host", "api.example.com:9999")])
+            .await
+            .json();
+        assert_eq!(
+            h["headers"]["x-forwarded-port"], "80",
+            "direct path: {direct_path}"
+        );
+        assert_eq!(h["headers"]["x-forwarded-host"], "api.example.com");
+    }
 }
 
 #[tokio::test]

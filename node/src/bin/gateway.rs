@@ -6,7 +6,7 @@ use gateway_config::SourceFile;
 use gateway_node::app::{new_live_config, Node, NodeOptions};
 use gateway_node::cluster::{Cluster, ClusterOptions};
 use gateway_node::demo;
-use gateway_node::proxy::forward::TrustedProxies;
+use gateway_node::proxy::forward::{PortMaps, TrustedProxies};
 use gateway_node::proxy::server::{HttpLimits, Shutdown};
 use gateway_node::proxy::ProxySettings;
 use gateway_node::snapshot::LiveConfig;
@@ -70,6 +70,13 @@ struct ServeArgs {
     /// IPs/CIDRs, Kong's `trusted_ips`). Default: none.
     #[arg(long, env = "GATEWAY_TRUSTED_IPS", default_value = "")]
     trusted_ips: String,
+    /// Ports clients connect to in front of the gateway, as Kong's
+    /// `port_maps`: comma-separated `PUBLIC:LISTENER` pairs, e.g.
+    /// `80:8000,443:8443` when a NodePort or load balancer forwards 80 to the
+    /// proxy's 8000. `X-Forwarded-Port` reports the public port. Default:
+    /// none (the listener's own port).
+    #[arg(long, env = "GATEWAY_PORT_MAPS", default_value = "")]
+    port_maps: String,
     /// Largest request body in bytes; 0 = unlimited (Kong's default). Larger
     /// bodies get 413.
     #[arg(long, env = "GATEWAY_MAX_BODY_SIZE", default_value_t = 0)]
@@ -296,6 +303,8 @@ fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
     }
     let trusted =
         TrustedProxies::parse(&a.trusted_ips).map_err(|e| anyhow::anyhow!("--trusted-ips: {e}"))?;
+    let port_maps =
+        PortMaps::parse(&a.port_maps).map_err(|e| anyhow::anyhow!("--port-maps: {e}"))?;
     let mut opts = NodeOptions {
         proxy_listen: a.proxy_listen,
         admin_listen: a.admin_listen,
@@ -305,6 +314,7 @@ fn node_options(a: &ServeArgs) -> Result<NodeOptions> {
         },
         proxy: ProxySettings {
             trusted,
+            port_maps,
             max_body_size: a.max_body_size,
             client_body_timeout: secs("client-body-timeout", a.client_body_timeout)?,
             upstream_keepalive_pool_size: a.upstream_keepalive_pool_size,

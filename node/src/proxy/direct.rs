@@ -57,7 +57,7 @@
 
 use crate::proxy::chunked::{ChunkedEnd, ChunkedScanner};
 use crate::proxy::errors::{json_body, GatewayError};
-use crate::proxy::forward::{host_without_port, port_of, VIA};
+use crate::proxy::forward::{host_without_port, VIA};
 use crate::proxy::h1_guard::decimal;
 use crate::proxy::handler::{ConnInfo, Proxy};
 use crate::upstream::{HashInput, Outcome, Peer};
@@ -603,7 +603,7 @@ impl Client {
                     facts: &facts,
                     peer_ip: conn.peer.ip(),
                     client_ip,
-                    local_port: conn.local.port(),
+                    public_port: proxy.settings.port_maps.public_port(conn.local.port()),
                     stripped_prefix: stripped,
                     request_id: &id,
                 },
@@ -1194,7 +1194,8 @@ struct UpstreamHead<'a> {
     facts: &'a RequestFacts,
     peer_ip: IpAddr,
     client_ip: IpAddr,
-    local_port: u16,
+    /// For `X-Forwarded-Port`: the listener's port, through `--port-maps`.
+    public_port: u16,
     stripped_prefix: Option<&'a str>,
     request_id: &'a [u8; 32],
 }
@@ -1276,11 +1277,10 @@ fn write_upstream_head(out: &mut Vec<u8>, r: &UpstreamHead<'_>) {
         );
     }
     if !keep_port {
-        let port = port_of(r.host).unwrap_or(r.local_port);
         header(
             out,
             b"x-forwarded-port",
-            itoa::Buffer::new().format(port).as_bytes(),
+            itoa::Buffer::new().format(r.public_port).as_bytes(),
         );
     }
     if !keep_prefix {

@@ -13,6 +13,48 @@ use std::net::{IpAddr, SocketAddr};
 /// The `Via` token this gateway adds.
 pub const VIA: &str = "1.1 gateway";
 
+/// Kong's `port_maps`: for a port the gateway listens on, the port clients
+/// actually connect to in front of it (a NodePort, a load balancer, a
+/// container port mapping). `X-Forwarded-Port` reports the mapped port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMaps {
+    /// (listener port, public port)
+    maps: Vec<(u16, u16)>,
+}
+
+impl PortMaps {
+    /// `PUBLIC:LISTENER` pairs, comma-separated, as Kong writes them:
+    /// `80:8000, 443:8443`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut maps: Vec<(u16, u16)> = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p != 0);
+            let (public, listener) = item
+                .split_once(':')
+                .and_then(|(a, b)| Some((port(a)?, port(b)?)))
+                .ok_or_else(|| {
+                    format!("port map {item:?}: expected PUBLIC:LISTENER, two ports 1-65535")
+                })?;
+            if maps.iter().any(|(l, _)| *l == listener) {
+                return Err(format!(
+                    "port map {item:?}: port {listener} is mapped twice"
+                ));
+            }
+            maps.push((listener, public));
+        }
+        Ok(PortMaps { maps })
+    }
+
+    /// The port `X-Forwarded-Port` reports for a request that came in on
+    /// `listener`: its mapping, or `listener` itself.
+    pub fn public_port(&self, listener: u16) -> u16 {
+        self.maps
+            .iter()
+            .find(|(l, _)| *l == listener)
+            .map_or(listener, |(_, public)| *public)
+    }
+}
+
 /// A set of trusted proxy networks (CIDRs).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
@@ -241,7 +283,9 @@ pub struct ClientSide<'a> {
     pub host: Option<&'a str>,
     /// The client's `Host` header value (`host`), when it has one.
     pub host_value: Option<&'a HeaderValue>,
-    pub local_port: u16,
+    /// The port the client connected to: the listener's, through
+    /// `--port-maps` (never the `Host` header's, as Kong).
+    pub public_port: u16,
     /// The path prefix `strip_path` removed, if any.
     pub stripped_prefix: Option<&'a str>,
 }
@@ -291,8 +335,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, c: &ClientSide<'_>, vb: &mut Value
         }
     }
     if !keep(headers, &X_FORWARDED_PORT) {
-        let port = c.host.and_then(port_of).unwrap_or(c.local_port);
-        insert(headers, X_FORWARDED_PORT, vb.port(port));
+        insert(headers, X_FORWARDED_PORT, vb.port(c.public_port));
     }
     if !keep(headers, &X_FORWARDED_PREFIX) {
         match c.stripped_prefix {
@@ -329,15 +372,6 @@ pub fn host_without_port(host: &str) -> &str {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }
-}
-
-pub(crate) fn port_of(host: &str) -> Option<u16> {
-    let rest = if host.starts_with('[') {
-        host.split_once("]:").map(|(_, p)| p)?
-    } else {
-        host.rsplit_once(':').map(|(_, p)| p)?
-    };
-    rest.parse().ok()
 }
 
 #[cfg(test)]
@@ -399,7 +433,7 @@ mod tests {
             scheme: "http",
             host: Some("api.example.com:8000"),
             host_value: None,
-            local_port: 8000,
+            public_port: 8000,
             stripped_prefix: Some("/foo"),
         };
         set_forwarded(&mut h, &c, &mut ValueBuf::default());
@@ -428,7 +462,7 @@ mod tests {
             scheme: "http",
             host: Some("gw.internal"),
             host_value: None,
-            local_port: 8000,
+            public_port: 8000,
             stripped_prefix: None,
         };
         set_forwarded(&mut h, &c, &mut ValueBuf::default());
@@ -443,8 +477,24 @@ mod tests {
         assert_eq!(host_without_port("a.com:80"), "a.com");
         assert_eq!(host_without_port("a.com"), "a.com");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
-        assert_eq!(port_of("[::1]:81"), Some(81));
-        assert_eq!(port_of("a:82"), Some(82));
-        assert_eq!(port_of("a"), None);
+    }
+
+    #[test]
+    fn port_maps_parse_as_kong_writes_them() {
+        let m = PortMaps::parse("80:8000, 443:8443").expect("parse");
+        assert_eq!(m.public_port(8000), 80);
+        assert_eq!(m.public_port(8443), 443);
+        assert_eq!(m.public_port(9000), 9000, "unmapped: the listener's own");
+        assert_eq!(PortMaps::parse("").expect("empty"), PortMaps::default());
+        for (bad, says) in [
+            ("80", "expected PUBLIC:LISTENER"),
+            ("80:x", "expected PUBLIC:LISTENER"),
+            ("0:8000", "expected PUBLIC:LISTENER"),
+            ("80:70000", "expected PUBLIC:LISTENER"),
+            ("80:8000,81:8000", "port 8000 is mapped twice"),
+        ] {
+            let e = PortMaps::parse(bad).expect_err(bad);
+            assert!(e.contains(says) && e.contains('"'), "{bad}: {e}");
+        }
     }
 }

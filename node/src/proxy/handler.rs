@@ -19,7 +19,7 @@ use crate::proxy::body::{
     self, find_body_error, BodyError, BoxError, IdleTimeout, Limited, OnEnd, ProxyBody,
 };
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
-use crate::proxy::forward::{self, ClientSide, TrustedProxies, ValueBuf};
+use crate::proxy::forward::{self, ClientSide, PortMaps, TrustedProxies, ValueBuf};
 use crate::proxy::h1_guard::FramingAlarm;
 use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub trusted: TrustedProxies,
+    /// What `X-Forwarded-Port` says per listener port (Kong's `port_maps`).
+    pub port_maps: PortMaps,
     /// Maximum request body in bytes; 0 = unlimited (Kong's default).
     pub max_body_size: u64,
     /// Time allowed between two chunks of a client's request body.
@@ -56,6 +58,7 @@ impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
             trusted: TrustedProxies::default(),
+            port_maps: PortMaps::default(),
             max_body_size: 0,
             client_body_timeout: Duration::from_secs(60),
             upstream_keepalive_pool_size: 256,
@@ -317,7 +320,7 @@ impl Proxy {
                 scheme,
                 host,
                 host_value: host_value.as_ref(),
-                local_port: conn.local.port(),
+                public_port: self.settings.port_maps.public_port(conn.local.port()),
                 stripped_prefix: stripped,
             },
             vb,
