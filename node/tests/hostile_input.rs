@@ -10,6 +10,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn setup(max_body: u64, header_timeout: Duration) -> (Gateway, Upstream) {
+    setup_on(max_body, header_timeout, true).await
+}
+
+/// `setup`, on the direct path (as by default) or on the general path only.
+async fn setup_on(
+    max_body: u64,
+    header_timeout: Duration,
+    direct_path: bool,
+) -> (Gateway, Upstream) {
     let up = echo_upstream("s").await;
     let yaml = format!(
         r#"
@@ -25,6 +34,7 @@ services:
     opts.proxy.max_body_size = max_body;
     opts.limits.header_read_timeout = header_timeout;
     opts.limits.max_header_size = 16 * 1024;
+    opts.direct_path = direct_path;
     (gateway_with(&yaml, opts).await, up)
 }
 
@@ -79,7 +89,13 @@ async fn body_over_the_limit_is_413_with_length_or_chunked() {
 
 #[tokio::test]
 async fn smuggling_shapes_are_400_and_close_the_connection() {
-    let (gw, up) = setup(0, Duration::from_secs(10)).await;
+    for direct_path in [true, false] {
+        let (gw, up) = setup_on(0, Duration::from_secs(10), direct_path).await;
+        smuggling_shapes_on(&gw, &up, direct_path).await;
+    }
+}
+
+async fn smuggling_shapes_on(gw: &Gateway, up: &Upstream, direct_path: bool) {
     let cases: &[(&str, &[u8])] = &[
         (
             "differing duplicate CL",
@@ -91,15 +107,25 @@ async fn smuggling_shapes_are_400_and_close_the_connection() {
         ),
         ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n"),
         ("bare CR in header", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"),
+        ("bare LF ending a header", b"GET / HTTP/1.1\r\nHost: x\nX-A: a\r\n\r\n"),
+        ("bare LF line endings", b"GET / HTTP/1.1\nHost: x\nX-A: a\n\n"),
+        (
+            "a bare-LF line hiding a second head (hyper refuses it)",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\nGET /smuggled HTTP/1.1\r\n\r\n",
+        ),
         ("bad chunk size", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
     ];
     for (name, bytes) in cases {
+        let name = format!("{name} (direct path on: {direct_path})");
         let before = up.requests.load(Ordering::SeqCst);
         let (resp, closed) = raw(gw.proxy(), bytes, WAIT).await;
         assert_eq!(status_of(&resp), "400", "{name}: {resp}");
         assert!(closed, "{name}: connection must be closed");
         assert!(!resp.contains("smuggled"), "{name}");
-        if *name != "bad chunk size" {
+        if name.contains("bare LF") {
+            assert!(resp.contains("LF without CR"), "{name}: {resp}");
+        }
+        if !name.starts_with("bad chunk size") {
             assert_eq!(
                 up.requests.load(Ordering::SeqCst),
                 before,

@@ -17,6 +17,8 @@ pub enum GatewayError {
     BadPath,
     /// An HTTP/1 request with both `Content-Length` and `Transfer-Encoding`.
     AmbiguousFraming,
+    /// An HTTP/1 request head with a line ended by a bare LF.
+    BareLineFeed,
     BodyTooLarge,
     UpstreamFailed,
     NoHealthyUpstream,
@@ -32,9 +34,10 @@ impl GatewayError {
             GatewayError::NoService | GatewayError::NoHealthyUpstream => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            GatewayError::BadRequest | GatewayError::BadPath | GatewayError::AmbiguousFraming => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::BadRequest
+            | GatewayError::BadPath
+            | GatewayError::AmbiguousFraming
+            | GatewayError::BareLineFeed => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -55,6 +58,7 @@ impl GatewayError {
             GatewayError::AmbiguousFraming => {
                 "Bad request: both Content-Length and Transfer-Encoding"
             }
+            GatewayError::BareLineFeed => "Bad request: a header line ends in LF without CR",
             GatewayError::BodyTooLarge => "Request size limit exceeded",
             GatewayError::UpstreamFailed => {
                 "An invalid response was received from the upstream server"

@@ -1,12 +1,15 @@
 //! A read-side guard for HTTP/1 client connections: it spots a request head
-//! carrying both `Content-Length` and `Transfer-Encoding` before hyper sees
-//! it, so the handler can refuse that request.
+//! carrying both `Content-Length` and `Transfer-Encoding`, or one with a line
+//! ended by a bare LF, before hyper sees it, so the handler can refuse that
+//! request.
 //!
 //! hyper accepts such a request (RFC 9112 section 6.1 allows it): it frames
 //! the body by `Transfer-Encoding`, drops `Content-Length` and closes the
 //! connection after the response. By the time the request reaches the
 //! handler nothing shows that a `Content-Length` was there, so we look at
-//! the bytes instead.
+//! the bytes instead. hyper (like httparse, and nginx) also takes a bare LF
+//! as a line ending (RFC 9112 section 2.2 allows it); a server behind us that
+//! does not would read the head differently, so it is refused as well.
 //!
 //! [`H1Guard`] wraps the client socket and passes every byte through
 //! unchanged. On the way it feeds them to a [`FramingScanner`], which follows
@@ -41,7 +44,7 @@ use crate::proxy::chunked::{ChunkedEnd, ChunkedScanner};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -49,12 +52,23 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// hyper's default limit on the number of request headers (more -> 431).
 const MAX_HEADERS: usize = 100;
 
+/// Why a request head is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFault {
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    BothLengths = 0,
+    /// A line of the head ends in a bare LF, not CRLF.
+    BareLf = 1,
+}
+
 /// What the guard found on one connection, shared with the request handler.
 #[derive(Debug)]
 pub struct FramingAlarm {
-    /// Index of the first request head carrying both `Content-Length` and
-    /// `Transfer-Encoding`; `u64::MAX` while there is none.
-    first_ambiguous: AtomicU64,
+    /// Index of the first refused request head; `u64::MAX` while there is
+    /// none. (The scanner stops after it: there is at most one.)
+    first_refused: AtomicU64,
+    /// Its `HeadFault`.
+    fault: AtomicU8,
     /// Requests the handler has taken from this connection so far.
     taken: AtomicU64,
 }
@@ -62,26 +76,33 @@ pub struct FramingAlarm {
 impl FramingAlarm {
     pub fn new() -> Arc<Self> {
         Arc::new(FramingAlarm {
-            first_ambiguous: AtomicU64::new(u64::MAX),
+            first_refused: AtomicU64::new(u64::MAX),
+            fault: AtomicU8::new(HeadFault::BothLengths as u8),
             taken: AtomicU64::new(0),
         })
     }
 
-    fn record(&self, index: u64) {
-        self.first_ambiguous.fetch_min(index, Ordering::Release);
+    fn record(&self, index: u64, fault: HeadFault) {
+        self.fault.store(fault as u8, Ordering::Relaxed);
+        self.first_refused.fetch_min(index, Ordering::Release);
     }
 
-    /// Called by the handler once per request, before anything else: true
-    /// when this request (or one before it) had both `Content-Length` and
-    /// `Transfer-Encoding`.
+    /// Called by the handler once per request, before anything else: why
+    /// this request (or one before it) is refused, if it is.
     ///
     /// HTTP/1 requests of a connection are handled one after the other, so
     /// the count needs no read-modify-write; on HTTP/2 (concurrent requests)
     /// the count may be off, but nothing is ever recorded there.
-    pub fn take_request_is_ambiguous(&self) -> bool {
+    pub fn take_request_refusal(&self) -> Option<HeadFault> {
         let index = self.taken.load(Ordering::Relaxed);
         self.taken.store(index.wrapping_add(1), Ordering::Relaxed);
-        index >= self.first_ambiguous.load(Ordering::Acquire)
+        (index >= self.first_refused.load(Ordering::Acquire)).then(|| {
+            if self.fault.load(Ordering::Relaxed) == HeadFault::BareLf as u8 {
+                HeadFault::BareLf
+            } else {
+                HeadFault::BothLengths
+            }
+        })
     }
 }
 
@@ -114,8 +135,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         if !this.scanner.is_passthrough() {
-            if let Some(index) = this.scanner.observe(&buf.filled()[before..]) {
-                this.alarm.record(index);
+            if let Some((index, fault)) = this.scanner.observe(&buf.filled()[before..]) {
+                this.alarm.record(index, fault);
             }
         }
         Poll::Ready(Ok(()))
@@ -187,8 +208,8 @@ pub struct FramingScanner {
 enum Framing {
     Length(u64),
     Chunked,
-    /// Both `Content-Length` and `Transfer-Encoding`.
-    Ambiguous,
+    /// A head the handler must refuse.
+    Refused(HeadFault),
 }
 
 enum Parsed {
@@ -230,9 +251,9 @@ impl FramingScanner {
     }
 
     /// Feed the next bytes read from the client. Returns the index of a head
-    /// carrying both `Content-Length` and `Transfer-Encoding`, if this read
-    /// completed one (the scanner then stops).
-    pub fn observe(&mut self, mut data: &[u8]) -> Option<u64> {
+    /// to refuse (both `Content-Length` and `Transfer-Encoding`, or a bare
+    /// LF), and why, if this read completed one (the scanner then stops).
+    pub fn observe(&mut self, mut data: &[u8]) -> Option<(u64, HeadFault)> {
         if self.fresh && !data.is_empty() {
             self.fresh = false;
             // The HTTP/2 prior-knowledge preface normally comes in the first
@@ -258,7 +279,7 @@ impl FramingScanner {
                 State::Chunked => data = self.chunked(data),
                 State::Head => match self.head_bytes(data) {
                     Ok(rest) => data = rest,
-                    Err(index) => return Some(index),
+                    Err(refused) => return Some(refused),
                 },
             }
         }
@@ -267,7 +288,7 @@ impl FramingScanner {
 
     /// Bytes in `State::Head`: returns what follows the head (or nothing if
     /// the head is not complete yet), or the index of an ambiguous head.
-    fn head_bytes<'a>(&mut self, mut data: &'a [u8]) -> Result<&'a [u8], u64> {
+    fn head_bytes<'a>(&mut self, mut data: &'a [u8]) -> Result<&'a [u8], (u64, HeadFault)> {
         if self.head.is_empty() {
             // Empty lines before the request line, which httparse skips
             // (CRLF or a bare LF; a bare CR is an error).
@@ -346,7 +367,11 @@ impl FramingScanner {
         }
     }
 
-    fn start_body<'a>(&mut self, framing: Framing, rest: &'a [u8]) -> Result<&'a [u8], u64> {
+    fn start_body<'a>(
+        &mut self,
+        framing: Framing,
+        rest: &'a [u8],
+    ) -> Result<&'a [u8], (u64, HeadFault)> {
         let index = self.heads;
         self.heads += 1;
         match framing {
@@ -356,11 +381,11 @@ impl FramingScanner {
                 self.chunked = ChunkedScanner::default();
                 self.state = State::Chunked;
             }
-            Framing::Ambiguous => {
-                // hyper closes the connection after this request: nothing
-                // more to follow.
+            Framing::Refused(fault) => {
+                // The handler refuses it and the connection closes after
+                // the answer: nothing more to follow.
                 self.give_up();
-                return Err(index);
+                return Err((index, fault));
             }
         }
         Ok(rest)
@@ -422,6 +447,11 @@ fn parse_head(buf: &[u8]) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
     };
+    let base = buf.as_ptr() as usize;
+    let name_starts = req.headers.iter().map(|h| h.name.as_ptr() as usize - base);
+    if !line_ends_are_crlf(&buf[..len], name_starts) {
+        return Parsed::Complete(len, Framing::Refused(HeadFault::BareLf));
+    }
     let http_11 = req.version == Some(1);
     let mut te = false;
     let mut te_chunked = false;
@@ -453,13 +483,31 @@ fn parse_head(buf: &[u8]) -> Parsed {
     let framing = if te && !te_chunked {
         return Parsed::Invalid;
     } else if te && cl {
-        Framing::Ambiguous
+        Framing::Refused(HeadFault::BothLengths)
     } else if te {
         Framing::Chunked
     } else {
         Framing::Length(length.unwrap_or(0))
     };
     Parsed::Complete(len, framing)
+}
+
+/// True when every line of a parsed request head (`head`: exactly the bytes
+/// httparse took, up to its empty line) ends in CRLF. httparse, hyper and
+/// nginx also take a bare LF as a line ending; a server behind the gateway
+/// that does not would read another head. `name_starts`: where each header
+/// name starts in `head`. httparse puts no CR or LF inside a line, so the
+/// bytes before each header name end the line before it, and the head's
+/// last four bytes end its last line and the empty line. (Empty lines
+/// before the request line, which httparse skips, are not looked at.)
+pub(crate) fn line_ends_are_crlf(
+    head: &[u8],
+    name_starts: impl IntoIterator<Item = usize>,
+) -> bool {
+    head.ends_with(b"\r\n\r\n")
+        && name_starts
+            .into_iter()
+            .all(|at| at >= 2 && &head[at - 2..at] == b"\r\n")
 }
 
 /// hyper's `is_chunked_`: the value is visible ASCII and its last
@@ -497,6 +545,13 @@ mod tests {
 
     /// Feed `stream` in reads of `sizes` (cycled); the reported index.
     fn scan_in(stream: &[u8], sizes: &[usize]) -> (Option<u64>, FramingScanner) {
+        let (found, s) = scan_in_why(stream, sizes);
+        (found.map(|(index, _)| index), s)
+    }
+
+    /// Feed `stream` in reads of `sizes` (cycled); the reported index and
+    /// fault.
+    fn scan_in_why(stream: &[u8], sizes: &[usize]) -> (Option<(u64, HeadFault)>, FramingScanner) {
         let mut s = FramingScanner::new(MAX);
         let mut found = None;
         let mut rest = stream;
@@ -521,7 +576,14 @@ mod tests {
     /// The same answer whatever the read boundaries: one split anywhere,
     /// byte by byte, and a few irregular patterns.
     fn scan_every_way(stream: &[u8]) -> (Option<u64>, u64, bool) {
-        let (want, s) = scan(stream);
+        let (found, _) = scan_every_way_why(stream);
+        found
+    }
+
+    /// `scan_every_way`, and the fault reported.
+    fn scan_every_way_why(stream: &[u8]) -> ((Option<u64>, u64, bool), Option<HeadFault>) {
+        let (want, s) = scan_in_why(stream, &[usize::MAX]);
+        let fault = want.map(|(_, why)| why);
         let expect = (want, s.heads(), s.is_passthrough());
         for cut in 1..stream.len() {
             let mut s = FramingScanner::new(MAX);
@@ -534,14 +596,17 @@ mod tests {
             );
         }
         for sizes in [&[1][..], &[2], &[3, 7], &[24, 5], &[5, 1, 13]] {
-            let (got, s) = scan_in(stream, sizes);
+            let (got, s) = scan_in_why(stream, sizes);
             assert_eq!(
                 (got, s.heads(), s.is_passthrough()),
                 expect,
                 "reads {sizes:?}"
             );
         }
-        expect
+        (
+            (expect.0.map(|(index, _)| index), expect.1, expect.2),
+            fault,
+        )
     }
 
     const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -712,11 +777,53 @@ mod tests {
 
     #[test]
     fn the_alarm_refuses_from_the_recorded_request_on() {
-        let alarm = FramingAlarm::new();
-        assert!(!alarm.take_request_is_ambiguous());
-        alarm.record(2);
-        assert!(!alarm.take_request_is_ambiguous());
-        assert!(alarm.take_request_is_ambiguous());
-        assert!(alarm.take_request_is_ambiguous());
+        for fault in [HeadFault::BothLengths, HeadFault::BareLf] {
+            let alarm = FramingAlarm::new();
+            assert_eq!(alarm.take_request_refusal(), None);
+            alarm.record(2, fault);
+            assert_eq!(alarm.take_request_refusal(), None);
+            assert_eq!(alarm.take_request_refusal(), Some(fault));
+            assert_eq!(alarm.take_request_refusal(), Some(fault));
+        }
+    }
+
+    #[test]
+    fn a_head_with_a_bare_lf_line_ending_is_reported_wherever_it_is() {
+        let bare = [
+            &b"GET /a HTTP/1.1\nHost: x\r\n\r\n"[..],
+            b"GET /a HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\n",
+            b"GET /a HTTP/1.1\n\n",
+            b"GET /a HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n",
+        ];
+        for head in bare {
+            let what = String::from_utf8_lossy(head);
+            // First on the connection, and after two good requests.
+            assert_eq!(
+                scan_every_way_why(head),
+                ((Some(0), 1, true), Some(HeadFault::BareLf)),
+                "{what:?}"
+            );
+            let stream = cat(&[GET, GET, head]);
+            assert_eq!(
+                scan_every_way_why(&stream),
+                ((Some(2), 3, true), Some(HeadFault::BareLf)),
+                "{what:?}"
+            );
+        }
+        // Empty lines before the request line (skipped, as hyper does) and
+        // CRLF everywhere are fine; so is a bare LF in a body.
+        let fine = cat(&[
+            b"\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\na\nb",
+            GET,
+        ]);
+        assert_eq!(scan_every_way_why(&fine), ((None, 3, false), None));
+        assert!(line_ends_are_crlf(GET, [17]));
+        assert!(!line_ends_are_crlf(
+            b"GET /a HTTP/1.1\nHost: x\r\n\r\n",
+            [16]
+        ));
     }
 }

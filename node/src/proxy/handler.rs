@@ -20,7 +20,7 @@ use crate::proxy::body::{
 };
 use crate::proxy::errors::{error_response, GatewayError, REQUEST_ID_HEADER};
 use crate::proxy::forward::{self, ClientSide, PortMaps, TrustedProxies, ValueBuf};
-use crate::proxy::h1_guard::FramingAlarm;
+use crate::proxy::h1_guard::{FramingAlarm, HeadFault};
 use crate::proxy::pool::{Conn, ConnectionPool, PoolKey, TlsTarget, Wire};
 use crate::snapshot::{CompiledConfig, LiveConfig};
 use crate::upstream::{HashInput, Outcome};
@@ -895,18 +895,24 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 
 /// Why this request's framing is refused, if it is: the connection's
 /// `h1_guard` saw both `Content-Length` and `Transfer-Encoding` on it
-/// (hyper accepted it and dropped the `Content-Length`), or its headers
-/// have a shape [`check_framing`] refuses. Consumes the guard's flag for
+/// (hyper accepted it and dropped the `Content-Length`) or a line ended by
+/// a bare LF, or its headers have a shape [`check_framing`] refuses. Consumes the guard's flag for
 /// this request, so call it once per request, first.
 pub(crate) fn framing_refusal<B>(
     req: &Request<B>,
     conn: &ConnInfo,
 ) -> Option<(GatewayError, &'static str)> {
-    if conn.framing.take_request_is_ambiguous() {
-        return Some((
-            GatewayError::AmbiguousFraming,
-            "both Content-Length and Transfer-Encoding",
-        ));
+    match conn.framing.take_request_refusal() {
+        Some(HeadFault::BothLengths) => {
+            return Some((
+                GatewayError::AmbiguousFraming,
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        Some(HeadFault::BareLf) => {
+            return Some((GatewayError::BareLineFeed, "a line ended by a bare LF"))
+        }
+        None => {}
     }
     check_framing(req)
         .err()
