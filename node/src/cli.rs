@@ -29,11 +29,21 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, Vec<String>> {
     }
 }
 
+/// Validate `files` as a node would before applying them: parse and
+/// validate, then check that the result compiles. The errors, one per line.
+pub fn parse_checked(files: &[SourceFile]) -> Result<gateway_config::Config, Vec<String>> {
+    let plugins = PluginRegistry::builtin();
+    let config = gateway_config::parse(files, &plugins)
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    crate::snapshot::check_compiles(&config, &plugins).map_err(|e| vec![e.to_string()])?;
+    Ok(config)
+}
+
 /// `validate FILE...`: exit 0 with a one-line summary, or exit 1 with one
 /// `file:line:col: path: message` per line on stderr.
 pub fn validate(paths: &[PathBuf]) -> ExitCode {
     let errors = match read_files(paths) {
-        Ok(files) => match gateway_config::parse(&files, &PluginRegistry::builtin()) {
+        Ok(files) => match parse_checked(&files) {
             Ok(c) => {
                 println!(
                     "ok: {} services, {} routes, {} upstreams, {} consumers, {} plugins (configuration_hash {})",
@@ -46,7 +56,7 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
-            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+            Err(errors) => errors,
         },
         Err(errors) => errors,
     };

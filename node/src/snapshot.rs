@@ -261,10 +261,18 @@ pub struct LiveConfig {
     /// Serializes writers (reload from SIGHUP, admin, and later Raft) so two
     /// compiles never race to swap. Readers never touch it.
     apply_lock: tokio::sync::Mutex<()>,
-    /// A config this node parsed from source while proposing it, kept with
-    /// its hash so that applying the replicated version of it does not parse
-    /// the normalized text again (see [`LiveConfig::apply_version`]).
-    prepared: parking_lot::Mutex<Option<(String, Config)>>,
+    /// A config this node parsed from source and compiled while proposing
+    /// it, kept so that applying the replicated version of it neither parses
+    /// the normalized text nor compiles again (see
+    /// [`LiveConfig::apply_version`]).
+    prepared: parking_lot::Mutex<Option<Prepared>>,
+}
+
+/// See `LiveConfig::prepared`.
+struct Prepared {
+    hash: String,
+    config: Config,
+    parts: CompiledParts,
 }
 
 impl LiveConfig {
@@ -278,7 +286,7 @@ impl LiveConfig {
             ..Config::default()
         };
         let hash = empty.hash();
-        let empty = compile(empty, hash, &upstreams, &plugins)?;
+        let empty = compile(empty, hash, &upstreams, &plugins, None)?;
         Ok(Arc::new(LiveConfig {
             current: ArcSwap::from_pointee(empty),
             upstreams,
@@ -312,11 +320,22 @@ impl LiveConfig {
 
     /// [`LiveConfig::apply`] for a config whose `Config::hash()` is known.
     async fn apply_hashed(&self, config: Config, hash: String) -> Result<Applied, ApplyError> {
+        self.apply_compiled(config, hash, None).await
+    }
+
+    /// [`LiveConfig::apply_hashed`], with the config's compiled parts when
+    /// they are already built.
+    async fn apply_compiled(
+        &self,
+        config: Config,
+        hash: String,
+        parts: Option<CompiledParts>,
+    ) -> Result<Applied, ApplyError> {
         let _guard = self.apply_lock.lock().await;
         if self.current.load().hash == hash {
             return Ok(Applied::Unchanged { hash });
         }
-        let compiled = compile(config, hash, &self.upstreams, &self.plugins)?;
+        let compiled = compile(config, hash, &self.upstreams, &self.plugins, parts)?;
         let hash = compiled.hash.clone();
         let compiled = Arc::new(compiled);
         self.current.store(compiled.clone());
@@ -353,11 +372,19 @@ impl LiveConfig {
         self.apply(config).await
     }
 
-    /// Keep `config` (just parsed from source by this node, with hash
-    /// `hash`) for a coming [`LiveConfig::apply_version`] of the same hash.
-    /// Only the latest prepared config is kept.
-    pub fn prepare(&self, hash: String, config: Config) {
-        *self.prepared.lock() = Some((hash, config));
+    /// Compile `config` (just parsed from source by this node, with hash
+    /// `hash`) and keep it for a coming [`LiveConfig::apply_version`] of the
+    /// same hash; or say why it would fail to apply, so that it is refused
+    /// before it is replicated (see [`check_compiles`]). Only the latest
+    /// prepared config is kept.
+    pub fn prepare(&self, hash: String, config: Config) -> Result<(), ApplyError> {
+        let parts = compile_parts(&config, &self.plugins)?;
+        *self.prepared.lock() = Some(Prepared {
+            hash,
+            config,
+            parts,
+        });
+        Ok(())
     }
 
     /// Drop the prepared config if it has `hash`: its proposal failed, so
@@ -365,7 +392,7 @@ impl LiveConfig {
     /// replicated text is parsed instead).
     pub fn forget_prepared(&self, hash: &str) {
         let mut slot = self.prepared.lock();
-        if slot.as_ref().is_some_and(|(h, _)| h == hash) {
+        if slot.as_ref().is_some_and(|p| p.hash == hash) {
             *slot = None;
         }
     }
@@ -389,7 +416,7 @@ impl LiveConfig {
         let prepared = {
             let mut slot = self.prepared.lock();
             match slot.take() {
-                Some((h, config)) if h == hash => Some(config),
+                Some(p) if p.hash == hash => Some(p),
                 other => {
                     *slot = other;
                     None
@@ -397,7 +424,7 @@ impl LiveConfig {
             }
         };
         match prepared {
-            Some(config) => self.apply_hashed(config, hash.to_string()).await,
+            Some(p) => self.apply_compiled(p.config, p.hash, Some(p.parts)).await,
             None => self.apply_normalized(name, text).await,
         }
     }
@@ -447,12 +474,61 @@ fn release_freed_memory() {
     }
 }
 
+/// Check that `config` (already validated by `gateway_config::parse`) also
+/// compiles: its route table, plugin chains, upstream TLS clients and header
+/// values, the steps of applying it that can still fail. `gateway
+/// validate` and `gatewayctl apply` run it, and a region's leader compiles
+/// a config before proposing it ([`LiveConfig::prepare`]), so a config they
+/// accept also applies on every node. Pure: nothing is started.
+pub fn check_compiles(config: &Config, plugins: &PluginRegistry) -> Result<(), ApplyError> {
+    compile_parts(config, plugins).map(drop)
+}
+
+/// What compiling a config builds that can fail.
+struct CompiledParts {
+    router: Router,
+    router_routes: Vec<gateway_config::RouteIdx>,
+    chains: PluginChains,
+    services: Vec<Arc<ServiceRuntime>>,
+}
+
+/// Compile `config` into a snapshot; `parts`: its compiled parts, when
+/// [`LiveConfig::prepare`] built them already.
 fn compile(
     config: Config,
     hash: String,
     upstreams: &Arc<UpstreamManager>,
     plugins: &PluginRegistry,
+    parts: Option<CompiledParts>,
 ) -> Result<CompiledConfig, ApplyError> {
+    let CompiledParts {
+        router,
+        router_routes,
+        chains,
+        services,
+    } = match parts {
+        Some(parts) => parts,
+        None => compile_parts(&config, plugins)?,
+    };
+    let balancers = upstreams.build(&config);
+    let routes = config.routes.iter().map(RouteRuntime::of).collect();
+    let service_paths = config.services.iter().map(|s| s.path.clone()).collect();
+    Ok(CompiledConfig {
+        empty: config.services.is_empty() && config.routes.is_empty(),
+        kept: KeptConfig::whole(config),
+        routes,
+        service_paths,
+        hash,
+        router,
+        router_routes,
+        balancers,
+        plugins: chains,
+        services,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+fn compile_parts(config: &Config, plugins: &PluginRegistry) -> Result<CompiledParts, ApplyError> {
     use crate::proxy::pool::Wire;
     // Routes of disabled services are not served (Kong excludes them).
     let mut router_routes: Vec<gateway_config::RouteIdx> = (0..config.routes.len())
@@ -475,8 +551,7 @@ fn compile(
         Router::build(&servable)
     }
     .map_err(|e| ApplyError::Compile(e.to_string()))?;
-    let balancers = upstreams.build(&config);
-    let chains = plugins.compile(&config).map_err(ApplyError::Compile)?;
+    let chains = plugins.compile(config).map_err(ApplyError::Compile)?;
     // Services with equal TLS settings share one client configuration.
     let mut tls_configs: std::collections::HashMap<
         (bool, Vec<usize>, bool),
@@ -537,20 +612,11 @@ fn compile(
             .clone();
         services.push(rt);
     }
-    let routes = config.routes.iter().map(RouteRuntime::of).collect();
-    let service_paths = config.services.iter().map(|s| s.path.clone()).collect();
-    Ok(CompiledConfig {
-        empty: config.services.is_empty() && config.routes.is_empty(),
-        kept: KeptConfig::whole(config),
-        routes,
-        service_paths,
-        hash,
+    Ok(CompiledParts {
         router,
         router_routes,
-        balancers,
-        plugins: chains,
+        chains,
         services,
-        loaded_at: SystemTime::now(),
     })
 }
 
@@ -589,7 +655,7 @@ mod tests {
         let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
         let config = live.parse(&files(ONE_SERVICE)).unwrap();
         let hash = config.hash();
-        live.prepare(hash.clone(), config);
+        live.prepare(hash.clone(), config).expect("compiles");
         // The text is not read when the hash matches the prepared config.
         let applied = live.apply_version("v1", &hash, "not json").await.unwrap();
         assert_eq!(applied, Applied::Swapped { hash: hash.clone() });
@@ -599,12 +665,62 @@ mod tests {
         assert_eq!(config.services.len(), 1);
     }
 
+    /// A plugin whose config check accepts what its build then refuses:
+    /// a config valid by every rule that still cannot be applied.
+    struct BuildFails;
+
+    impl crate::plugins::PluginFactory for BuildFails {
+        fn name(&self) -> &'static str {
+            "build-fails"
+        }
+        fn priority(&self) -> i32 {
+            0
+        }
+        fn check(
+            &self,
+            config: &serde_json::Value,
+        ) -> Result<serde_json::Value, crate::plugins::ConfigIssues> {
+            Ok(config.clone())
+        }
+        fn build(
+            &self,
+            _config: &serde_json::Value,
+        ) -> Result<Arc<dyn crate::plugins::Plugin>, String> {
+            Err("cannot build".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_config_that_does_not_compile_is_refused_when_prepared_and_checked() {
+        let mut plugins = PluginRegistry::builtin();
+        plugins.register(Box::new(BuildFails));
+        let live = LiveConfig::new(UpstreamManager::new(), plugins).unwrap();
+        let yaml = format!("{ONE_SERVICE}plugins:\n  - name: build-fails\n");
+        let config = live.parse(&files(&yaml)).expect("valid by every rule");
+        let err = check_compiles(&config, live.plugin_registry()).expect_err("does not compile");
+        assert!(
+            err.to_string()
+                .contains(r#"plugin "build-fails": cannot build"#),
+            "{err}"
+        );
+        // The leader's prepare refuses it, keeps nothing, and serves on.
+        let hash = config.hash();
+        let before = live.current().hash.clone();
+        assert!(live.prepare(hash.clone(), config).is_err());
+        assert!(!live.has_prepared());
+        assert!(live.apply_version("v1", &hash, "not json").await.is_err());
+        assert_eq!(live.current().hash, before);
+        // And a config that compiles passes the same check.
+        let good = live.parse(&files(ONE_SERVICE)).unwrap();
+        check_compiles(&good, live.plugin_registry()).expect("compiles");
+    }
+
     #[tokio::test]
     async fn a_failed_proposal_forgets_only_its_own_prepared_config() {
         let live = LiveConfig::new(UpstreamManager::new(), PluginRegistry::builtin()).unwrap();
         let config = live.parse(&files(ONE_SERVICE)).unwrap();
         let hash = config.hash();
-        live.prepare(hash.clone(), config);
+        live.prepare(hash.clone(), config).expect("compiles");
         live.forget_prepared("another-proposal");
         assert!(live.has_prepared());
         live.forget_prepared(&hash);
@@ -620,7 +736,7 @@ mod tests {
         let config = live.parse(&files(ONE_SERVICE)).unwrap();
         let hash = config.hash();
         let text = serde_json::to_string(&config.to_declarative()).unwrap();
-        live.prepare(hash.clone(), config);
+        live.prepare(hash.clone(), config).expect("compiles");
         let err = live.apply_version("v0", "other-hash", "not json").await;
         assert!(err.is_err(), "the text was parsed: {err:?}");
         assert!(live.current().is_empty());

@@ -412,11 +412,11 @@ async fn remote(conn: &Conn, cmd: Cmd) -> Result<ExitCode> {
             Cmd::Apply { files, message } => {
                 let files = read_files(files)?;
                 // Validate here first: errors are listed with file:line:col.
-                if let Err(errors) = gateway_config::parse(&files, &PluginRegistry::builtin()) {
-                    for err in &errors.0 {
+                if let Err(errors) = gateway_node::cli::parse_checked(&files) {
+                    for err in &errors {
                         eprintln!("{err}");
                     }
-                    bail!("{} error(s); nothing was proposed", errors.0.len());
+                    bail!("{} error(s); nothing was proposed", errors.len());
                 }
                 let req = pb::ProposeConfigRequest {
                     files: files

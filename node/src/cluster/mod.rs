@@ -119,6 +119,9 @@ pub enum ClusterError {
 pub enum ProposeError {
     #[error("invalid configuration:\n{0}")]
     Invalid(gateway_config::ConfigErrors),
+    /// Valid, but it would fail to apply (see `snapshot::check_compiles`).
+    #[error("{0}")]
+    DoesNotCompile(crate::snapshot::ApplyError),
     #[error("configuration is {size} bytes, over the limit of {limit} bytes (--max-config-bytes)")]
     TooLarge { size: usize, limit: usize },
     #[error(
@@ -151,9 +154,9 @@ pub enum ProposeError {
 impl ProposeError {
     pub fn to_status(&self) -> tonic::Status {
         match self {
-            ProposeError::Invalid(_) | ProposeError::Rejected(_) => {
-                tonic::Status::invalid_argument(self.to_string())
-            }
+            ProposeError::Invalid(_)
+            | ProposeError::DoesNotCompile(_)
+            | ProposeError::Rejected(_) => tonic::Status::invalid_argument(self.to_string()),
             ProposeError::TooLarge { .. } | ProposeError::TooLargeToReplicate { .. } => {
                 tonic::Status::resource_exhausted(self.to_string())
             }
@@ -356,8 +359,12 @@ impl Cluster {
         let hash = config.hash();
         let text = serde_json::to_string(&config.to_declarative())
             .map_err(|e| ProposeError::Raft(e.to_string()))?;
-        // Applying the committed entry on this node reuses this parse.
-        self.live.prepare(hash.clone(), config);
+        // Compile it now: what no node could apply is refused here rather
+        // than replicated, and applying the committed entry on this node
+        // reuses this parse and compile.
+        self.live
+            .prepare(hash.clone(), config)
+            .map_err(ProposeError::DoesNotCompile)?;
         let config = PackedConfig::pack(&text);
         if config.packed_len() > self.opts.max_entry_bytes {
             return Err(ProposeError::TooLargeToReplicate {
