@@ -65,3 +65,30 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
     }
     ExitCode::FAILURE
 }
+
+/// Every flag, argument and subcommand of `cmd` (recursively) that has no
+/// help text, as `subcommand path: --flag`. The binaries' tests require it
+/// to be empty: `--help` documents everything.
+pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = arg
+                    .get_long()
+                    .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                out.push(format!("{path}: {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(format!("{sub_path}: (no description)"));
+            }
+            walk(sub, &sub_path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, cmd.get_name(), &mut out);
+    out
+}

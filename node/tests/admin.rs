@@ -21,6 +21,14 @@ upstreams:
     targets:
       - target: 127.0.0.1:{port}
         weight: 50
+consumers:
+  - username: alice
+    custom_id: a-1
+plugins:
+  - name: correlation-id
+    service: svc
+    config:
+      header_name: X-Trace
 "#
     )
 }
@@ -109,6 +117,30 @@ async fn root_status_and_entities_in_kong_shapes() {
         health.json()["data"][0]["target"],
         format!("127.0.0.1:{}", up.port())
     );
+
+    let consumers = get(&gw.admin_url("/consumers")).await.json();
+    assert_eq!(consumers["data"][0]["username"], "alice", "{consumers}");
+    assert_eq!(consumers["data"][0]["custom_id"], "a-1");
+    assert!(consumers["next"].is_null());
+    let plugins = get(&gw.admin_url("/plugins")).await.json();
+    let plugin = &plugins["data"][0];
+    assert_eq!(plugin["name"], "correlation-id", "{plugins}");
+    assert_eq!(plugin["service"]["id"], sid.as_str());
+    assert_eq!(plugin["config"]["header_name"], "X-Trace");
+    // Defaults filled in, as Kong shows them.
+    assert_eq!(plugin["config"]["echo_downstream"], false, "{plugin}");
+    assert_eq!(plugin["enabled"], true);
+
+    // The proxy's connection and request counters move with traffic.
+    let before = get(&gw.admin_url("/status")).await.json()["server"].clone();
+    assert_eq!(get(&gw.url("/a")).await.status, 200);
+    let after = get(&gw.admin_url("/status")).await.json()["server"].clone();
+    let grew = |field: &str| after[field].as_u64() > before[field].as_u64();
+    assert!(
+        grew("connections_accepted") && grew("total_requests"),
+        "{before} -> {after}"
+    );
+    assert!(after["connections_active"].is_u64() && after["connections_handled"].is_u64());
 
     let r = send(
         Request::delete(gw.admin_url("/services"))

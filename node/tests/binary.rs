@@ -256,6 +256,48 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_drains_only_for_the_drain_timeout_then_exits_zero() {
+    let up = echo_upstream("s").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kong.yml");
+    std::fs::write(&path, service_yaml(up.port(), "/")).expect("write");
+    let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "0.5"]).await;
+    // A request the upstream holds for 30 s: longer than the drain allows.
+    let url = format!("{proxy}/held");
+    let held = tokio::spawn(async move {
+        let client = client();
+        let req = http::Request::get(&url)
+            .header("x-test-delay-ms", "30000")
+            .body(full(""))
+            .expect("req");
+        client.request(req).await.map(|r| r.status())
+    });
+    let reqs = up.requests.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let r = reqs.clone();
+            async move { r.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+        })
+        .await
+    );
+    let signalled = std::time::Instant::now();
+    proc.signal("INT");
+    let (status, proc) = tokio::task::spawn_blocking(move || {
+        let s = proc.0.wait();
+        (s, proc)
+    })
+    .await
+    .expect("wait");
+    assert_eq!(status.expect("exit status").code(), Some(0));
+    let took = signalled.elapsed();
+    // The drain ended at its bound, not when the held request would have.
+    assert!(took < Duration::from_secs(20), "exit took {took:?}");
+    let outcome = held.await.expect("task");
+    assert!(outcome.is_err(), "the held request was cut: {outcome:?}");
+    drop(proc);
+}
+
 async fn get_with_owned(url: String, k: &'static str, v: &'static str) -> Got {
     get_with(&url, &[(k, v)]).await
 }

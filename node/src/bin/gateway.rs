@@ -569,6 +569,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_documents_every_flag_and_subcommand() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        assert_eq!(gateway_node::cli::undocumented(&cmd), Vec::<String>::new());
+    }
+
+    #[test]
     fn node_id_from_flag_or_statefulset_ordinal() {
         assert_eq!(cluster_node_id(Some("7"), "whatever").unwrap(), 7);
         assert_eq!(cluster_node_id(None, "gw-eu-2").unwrap(), 2);

@@ -80,6 +80,7 @@ enum Cmd {
     /// Validate config files here, then commit them to the region (without
     /// Git). Answers once committed.
     Apply {
+        /// Config files (Kong declarative YAML or JSON), merged into one.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// A message recorded in the history.
@@ -98,17 +99,28 @@ enum Cmd {
     },
     /// Leave pinned mode: serve the newest version (the branch head) again.
     Resume {
+        /// Why, recorded in the history with who and when.
         #[arg(long, default_value = "")]
         reason: String,
     },
     /// Semantic diff of two versions' configs (services, routes, upstreams,
     /// targets, consumers, plugins, certificates: added, removed, changed
     /// fields).
-    Diff { from: String, to: String },
+    Diff {
+        /// The older version: a version id or unique prefix (7+ characters).
+        from: String,
+        /// The newer version, likewise.
+        to: String,
+    },
     /// Print a version's normalized config (default: the active one).
-    GetConfig { version: Option<String> },
-    /// Check config files offline; exit 1 with one error per line.
+    GetConfig {
+        /// A version id or unique prefix (7+ characters).
+        version: Option<String>,
+    },
+    /// Check config files offline, as a node would before applying them
+    /// (validation and compile); exit 1 with one error per line.
     Validate {
+        /// Config files (Kong declarative YAML or JSON), merged into one.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -122,13 +134,16 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum MembersCmd {
+    /// Show the region's members.
     List,
     /// Join a node as learner, then promote it to voter once caught up.
     Add {
         /// `ID=HOST:PORT` (the new node's --raft-listen address).
         member: String,
     },
+    /// Remove a member (voter or learner) from the region.
     Remove {
+        /// The member's node id.
         id: u64,
     },
 }
@@ -137,8 +152,10 @@ enum MembersCmd {
 enum CertsCmd {
     /// Create `DIR/ca.pem` and `DIR/ca.key`.
     Init {
+        /// Directory to write the CA into.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// The CA certificate's common name.
         #[arg(long, default_value = "gateway cluster CA")]
         name: String,
         /// Overwrite existing files.
@@ -156,8 +173,10 @@ enum CertsCmd {
         /// Extra subject alternative names (DNS names or IPs), repeatable.
         #[arg(long)]
         san: Vec<String>,
+        /// Directory holding the CA, where the certificate is written.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Overwrite existing files.
         #[arg(long)]
         force: bool,
     },
@@ -946,6 +965,14 @@ fn status_json(s: &pb::NodeStatus) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_documents_every_flag_and_subcommand() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        assert_eq!(gateway_node::cli::undocumented(&cmd), Vec::<String>::new());
+    }
 
     #[test]
     fn yaml_output_reads_back_as_the_same_value() {
