@@ -141,6 +141,29 @@ fn validate_exit_codes_and_located_errors() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"));
+
+    // A Kong plugin this version does not implement is an error naming it
+    // (a skipped auth plugin would open the route), with the node's own
+    // plugin set; and several files merge, each error naming its file.
+    let auth = dir.path().join("auth.yml");
+    std::fs::write(
+        &auth,
+        "_format_version: \"3.0\"\nplugins:\n  - name: key-auth\n    service: s\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .args([&good, &auth])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("{}:3:", auth.display()))
+            && stderr.contains("plugins[0]")
+            && stderr.contains("key-auth"),
+        "{stderr}"
+    );
 }
 
 #[test]

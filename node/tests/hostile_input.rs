@@ -500,6 +500,47 @@ async fn slow_header_sender_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A slowloris client sends its head a byte at a time, each byte well
+/// within any per-read timeout: the header-read timeout bounds the whole
+/// head, so it is cut all the same, on both paths.
+#[tokio::test]
+async fn a_client_trickling_its_head_is_cut_off_at_the_header_read_timeout() {
+    for direct_path in [true, false] {
+        let (gw, up) = setup_on(0, Duration::from_millis(500), direct_path).await;
+        let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: ".to_vec();
+        let started = std::time::Instant::now();
+        let mut sent = 0usize;
+        // One byte every 50 ms, bounded at 200 bytes (10 s), until the
+        // gateway closes the connection.
+        let cut = loop {
+            let byte = head.get(sent).copied().unwrap_or(b'a');
+            if s.write_all(&[byte]).await.is_err() {
+                break true;
+            }
+            sent += 1;
+            if sent >= 200 {
+                break false;
+            }
+            let mut b = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        };
+        assert!(
+            cut,
+            "direct path {direct_path}: still open after {sent} bytes"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "direct path {direct_path}: cut after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+    }
+}
+
 #[tokio::test]
 async fn invalid_path_encoding_is_400() {
     let (gw, up) = setup(0, Duration::from_secs(10)).await;

@@ -574,6 +574,18 @@ mod tests {
         let cmd = Cli::command();
         cmd.clone().debug_assert();
         assert_eq!(gateway_node::cli::undocumented(&cmd), Vec::<String>::new());
+        // README: every flag of `run` has a GATEWAY_* environment variable.
+        let run = cmd.find_subcommand("run").expect("run");
+        let without_env: Vec<_> = run
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| l != "help"))
+            .filter(|a| {
+                a.get_env()
+                    .is_none_or(|e| !e.to_string_lossy().starts_with("GATEWAY_"))
+            })
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(without_env.is_empty(), "{without_env:?}");
     }
 
     #[test]
