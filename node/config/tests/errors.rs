@@ -484,3 +484,47 @@ fn pcre_only_regex_features_are_reported() {
         "kong.yml:3:11: routes[0].paths[0]: invalid regex: '/(a)\\1' (backreferences are not supported at column 5)"
     );
 }
+
+const CERT: &str = "|\n    -----BEGIN CERTIFICATE-----\n    MIIBszCCAVmgAwIBAgIUQ2Fh\n    -----END CERTIFICATE-----";
+const KEY: &str = "|\n    -----BEGIN PRIVATE KEY-----\n    MIGHAgEAMBMGByqGSM49AgEG\n    -----END PRIVATE KEY-----";
+
+#[test]
+fn certificate_sni_and_ca_errors() {
+    let text = format!(
+        "{V}certificates:
+- cert: {CERT}
+  key: {KEY}
+  snis: [api.example.com, \"*.*.example.com\", 10.0.0.1]
+- cert: {CERT}
+  key: {KEY}
+  cert_alt: {CERT}
+snis:
+- name: API.example.com
+  certificate: {{ id: 7e1c7c1b-4b4f-4a57-9a3e-111111111111 }}
+- name: other.example.com
+ca_certificates:
+- cert: |
+    -----BEGIN CERTIFICATE-----
+    MIIBszCCAVmgAwIBAgIUQ2Fh
+    -----END CERTIFICATE-----
+    -----BEGIN CERTIFICATE-----
+    MIIBszCCAVmgAwIBAgIUQ2Fh
+    -----END CERTIFICATE-----
+  cert_digest: nothex
+"
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "kong.yml:11:27: certificates[0].snis[1]: only one wildcard must be specified",
+            "kong.yml:11:46: certificates[0].snis[2]: must not be an IP",
+            "kong.yml:12:3: certificates[1]: all or none of these fields must be set: 'cert_alt', 'key_alt'",
+            // SNI names compare case-insensitively.
+            "kong.yml:25:9: snis[0].name: duplicate SNI name 'api.example.com' (first defined at kong.yml:11:10)",
+            "kong.yml:26:22: snis[0].certificate.id: unknown certificate '7e1c7c1b-4b4f-4a57-9a3e-111111111111': no certificate has this id",
+            "kong.yml:27:3: snis[1]: missing required field 'certificate'",
+            "kong.yml:30:5: ca_certificates[0].cert: please submit only one certificate at a time",
+            "kong.yml:36:16: ca_certificates[0].cert_digest: expected a SHA-256 digest (64 hex characters)",
+        ]
+    );
+}
