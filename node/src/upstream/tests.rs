@@ -730,6 +730,66 @@ async fn active_tcp_check_marks_closed_port_unhealthy() {
     }
 }
 
+#[tokio::test]
+async fn active_probe_timeouts_count_toward_the_timeouts_threshold() {
+    // `/slow` is never answered (its release is never notified): every
+    // probe times out.
+    let (hung, hung2) = (Backend::start().await, Backend::start().await);
+    let probing = |port: u16, timeouts: u32| {
+        let mut u = upstream("timeouts", &[("127.0.0.1", port, 100)]);
+        let hc = &mut u.healthchecks.active;
+        hc.http_path = "/slow".into();
+        hc.timeout_secs = 0.1;
+        hc.healthy.interval_secs = 0.05;
+        hc.unhealthy.interval_secs = 0.05;
+        hc.unhealthy.timeouts = timeouts;
+        u
+    };
+    let counting = UpstreamManager::new();
+    let (_bs, bal) = one(&counting, probing(hung.addr.port(), 2));
+    wait_until(5, "unhealthy after 2 timed-out probes", || {
+        target_health(&bal, 0) == "UNHEALTHY"
+    })
+    .await;
+    assert!(hung.hits("/slow") >= 2);
+    // With the threshold at 0 (Kong's default), timeouts change nothing.
+    let ignoring = UpstreamManager::new();
+    let (_bs2, bal2) = one(&ignoring, probing(hung2.addr.port(), 0));
+    wait_until(5, "timed-out probes", || hung2.hits("/slow") >= 4).await;
+    assert_eq!(target_health(&bal2, 0), "HEALTHY");
+}
+
+#[tokio::test]
+async fn active_checks_use_the_configured_status_lists() {
+    let b = Backend::start().await;
+    let mgr = UpstreamManager::new();
+    let mut u = upstream("statuses", &[("127.0.0.1", b.addr.port(), 100)]);
+    let hc = &mut u.healthchecks.active;
+    hc.http_path = "/status".into();
+    hc.healthy.interval_secs = 0.05;
+    hc.unhealthy.interval_secs = 0.05;
+    // Turned around from Kong's defaults: 418 is healthy, 200 is not.
+    hc.healthy.http_statuses = vec![418];
+    hc.healthy.successes = 1;
+    hc.unhealthy.http_statuses = vec![200];
+    hc.unhealthy.http_failures = 1;
+    let (_bs, bal) = one(&mgr, u);
+    wait_until(5, "200 counts as a failure", || {
+        target_health(&bal, 0) == "UNHEALTHY"
+    })
+    .await;
+    b.status.store(418, Ordering::SeqCst);
+    wait_until(5, "418 counts as a success", || {
+        target_health(&bal, 0) == "HEALTHY"
+    })
+    .await;
+    // A status in neither list changes nothing.
+    b.status.store(500, Ordering::SeqCst);
+    let seen = b.hits("/status");
+    wait_until(5, "more probes", || b.hits("/status") >= seen + 3).await;
+    assert_eq!(target_health(&bal, 0), "HEALTHY");
+}
+
 /// A gRPC server on 127.0.0.1:0 (h2c) implementing only
 /// `grpc.health.v1.Health/Check`: it answers `serving` (1 = SERVING,
 /// 2 = NOT_SERVING) with `grpc-status: 0` in the trailers, and records
