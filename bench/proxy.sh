@@ -242,7 +242,9 @@ tree_ticks() { # pid
 
 # CPU ticks of every process: "sample pid ppid ticks" (utime + stime).
 proc_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v s="$1" '{
+    # A process that ends between the glob and cat's read makes cat fail;
+    # under pipefail that would end this script mid-run.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v s="$1" '{
         pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
         print s, pid, f[2], f[12] + f[13] }'
 }
