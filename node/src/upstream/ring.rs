@@ -3,7 +3,11 @@
 //! The ring has `slots` positions. Each address with weight `w` gets
 //! `floor(w / total * addresses * 160)` points (at least one), placed at
 //! `hash("ip:port n") % slots`; a point that collides with an occupied one
-//! is moved forward to the next `n`, as Kong does. A request's value hashes
+//! is moved forward to the next `n`, as Kong does. When that many points do
+//! not fit in `slots` (more than 62 equally weighted addresses on the
+//! default 10,000), every address's share is scaled down to fill three
+//! quarters of the ring, so that all addresses get points, in proportion
+//! to their weights, instead of the last ones in address order none. A request's value hashes
 //! to a position; the owner is the first point at or before it, walking
 //! counter-clockwise (and on to the following points when the owner is
 //! unusable). Only occupied points are stored, sorted, so a lookup is a
@@ -17,6 +21,11 @@ use std::net::SocketAddr;
 
 /// Points per address when all weights are equal (Kong's SERVER_POINTS).
 const POINTS_PER_ADDRESS: u64 = 160;
+
+/// The share of a ring's positions taken when the addresses' points would
+/// not fit at `POINTS_PER_ADDRESS`, as a fraction (numerator, denominator):
+/// a full ring would need ever longer probing to place the last points.
+const FILL_WHEN_SCALED: (u64, u64) = (3, 4);
 
 /// Deterministic 64-bit hash of bytes.
 pub(crate) fn hash(bytes: &[u8]) -> u64 {
@@ -59,8 +68,15 @@ impl Ring {
         let mut taken: HashSet<u32> = HashSet::new();
         let mut points = Vec::new();
         let budget = slots; // never more points than positions
+                            // All points: 160 per address, or three quarters of the ring when
+                            // that many do not fit.
+        let all_points = if live * POINTS_PER_ADDRESS <= slots {
+            live * POINTS_PER_ADDRESS
+        } else {
+            slots * FILL_WHEN_SCALED.0 / FILL_WHEN_SCALED.1
+        };
         for &i in &order {
-            let want = ((weights[i] as u64 * live * POINTS_PER_ADDRESS) / total).max(1);
+            let want = ((weights[i] as u64 * all_points) / total).max(1);
             let key = format!("{}:{}", addrs[i].ip(), addrs[i].port());
             let mut placed = 0u64;
             let mut n = 1u64;
@@ -136,6 +152,36 @@ mod tests {
             assert_eq!(v.len(), r.points.len());
         }
         assert_eq!(Ring::build(1000, &a, &[0, 0, 0]).walk(5).count(), 0);
+    }
+
+    #[test]
+    fn every_address_gets_its_share_when_160_points_each_do_not_fit() {
+        // 100 equally weighted addresses on the default 10,000 slots: 160
+        // points each would need 16,000 positions.
+        let a = addrs(100);
+        let r = Ring::build(10000, &a, &[100; 100]);
+        let mut per_address = [0usize; 100];
+        for p in &r.points {
+            per_address[p.1 as usize] += 1;
+        }
+        assert!(per_address.iter().all(|&n| n == 75), "{per_address:?}");
+        // Keys spread over all of them, about 1% each.
+        let mut hits = [0usize; 100];
+        for k in 0..100_000u32 {
+            let owner = r.walk(hash(&k.to_le_bytes())).next().expect("owner");
+            hits[owner as usize] += 1;
+        }
+        let (min, max) = (hits.iter().min(), hits.iter().max());
+        assert!(
+            min >= Some(&400) && max <= Some(&2_000),
+            "keys per address: min {min:?}, max {max:?}"
+        );
+        // Weights still count: a double-weight address gets double points.
+        let mut w = [100u32; 100];
+        w[7] = 200;
+        let r = Ring::build(10000, &a, &w);
+        let n = |i: u32| r.points.iter().filter(|p| p.1 == i).count();
+        assert_eq!((n(7), n(8)), (148, 74));
     }
 
     #[test]
