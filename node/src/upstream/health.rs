@@ -31,6 +31,10 @@ impl StatusSet {
         }
         s
     }
+    /// Every status.
+    pub(crate) fn all() -> Self {
+        StatusSet([u64::MAX; 16])
+    }
     pub(crate) fn contains(&self, st: u16) -> bool {
         (st as usize) < 1024 && self.0[st as usize / 64] & (1 << (st % 64)) != 0
     }
@@ -198,6 +202,17 @@ impl HealthConfig {
                     && !v.bytes().any(|b| b == b'\r' || b == b'\n')
             })
             .collect();
+        // Kong's `passive.type: tcp` does not interpret HTTP statuses: any
+        // response means the connection worked, a success. (`http`,
+        // `https` and the gRPC types use the status lists.)
+        let (healthy_statuses, unhealthy_statuses) = if p.kind == HealthcheckType::Tcp {
+            (StatusSet::all(), StatusSet::default())
+        } else {
+            (
+                StatusSet::new(&p.healthy.http_statuses),
+                StatusSet::new(&p.unhealthy.http_statuses),
+            )
+        };
         HealthConfig {
             enabled,
             threshold,
@@ -214,8 +229,8 @@ impl HealthConfig {
                 http_failures: p.unhealthy.http_failures,
                 tcp_failures: p.unhealthy.tcp_failures,
                 timeouts: p.unhealthy.timeouts,
-                healthy_statuses: StatusSet::new(&p.healthy.http_statuses),
-                unhealthy_statuses: StatusSet::new(&p.unhealthy.http_statuses),
+                healthy_statuses,
+                unhealthy_statuses,
             },
             healthy_interval,
             unhealthy_interval,
@@ -347,6 +362,27 @@ mod tests {
             healthy_statuses: StatusSet::new(&[200]),
             unhealthy_statuses: StatusSet::new(&[500]),
         }
+    }
+
+    #[test]
+    fn a_tcp_passive_check_counts_any_response_as_a_success() {
+        let mut hc = Healthchecks::default();
+        hc.passive.unhealthy.http_failures = 1;
+        let http = HealthConfig::from_config("u", &hc, &[]);
+        assert_eq!(http.passive.classify(500), Some(Event::HttpFailure));
+        assert_eq!(http.passive.classify(200), Some(Event::Success));
+        assert_eq!(http.passive.classify(404), None);
+        hc.passive.kind = HealthcheckType::Tcp;
+        let tcp = HealthConfig::from_config("u", &hc, &[]);
+        for status in [200, 404, 500, 503, 101, 999] {
+            assert_eq!(
+                tcp.passive.classify(status),
+                Some(Event::Success),
+                "{status}"
+            );
+        }
+        // Active checks keep their own lists.
+        assert_eq!(tcp.active.classify(500), Some(Event::HttpFailure));
     }
 
     #[test]
