@@ -445,6 +445,23 @@ impl Inner {
         self.recompute_available();
     }
 
+    /// Re-resolve now, and wait for it, when the DNS answers expired and no
+    /// refresh is under way. The active checker calls this before a round,
+    /// so that a balancer without traffic (no request starts a refresh)
+    /// does not probe addresses DNS no longer returns.
+    pub(crate) async fn refresh_if_expired(self: &Arc<Self>) {
+        let due = self
+            .topology
+            .load()
+            .refresh_at
+            .is_some_and(|at| Instant::now() >= at);
+        if !due || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.refresh().await;
+        self.refreshing.store(false, Ordering::Release);
+    }
+
     /// Start a background refresh when the DNS answers expired.
     fn maybe_refresh(self: &Arc<Self>, topo: &Topology) {
         let Some(at) = topo.refresh_at else { return };

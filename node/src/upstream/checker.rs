@@ -78,6 +78,8 @@ async fn run(weak: Weak<Inner>, hc: Arc<HealthConfig>) {
         let Some(inner) = weak.upgrade() else { return };
         if inner.needs_initial_resolve() {
             inner.initial_resolve().await;
+        } else {
+            inner.refresh_if_expired().await;
         }
         let now = Instant::now();
         let due_healthy = next_healthy.is_some_and(|t| t <= now);

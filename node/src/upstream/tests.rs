@@ -1198,6 +1198,50 @@ async fn dns_ttl_is_honoured_and_stale_answers_serve() {
 }
 
 #[tokio::test]
+async fn active_checks_follow_dns_changes_of_an_upstream_without_traffic() {
+    // Two backends on two loopback addresses, on the same port.
+    let first = Backend::start().await;
+    let port = first.addr.port();
+    let second = match TcpListener::bind(("127.0.0.2", port)).await {
+        Ok(l) => l,
+        Err(e) => panic!("127.0.0.2:{port}: {e}"),
+    };
+    let probed_second = Arc::new(AtomicUsize::new(0));
+    let seen = probed_second.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = second.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut s,
+                b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            )
+            .await;
+        }
+    });
+    let dns = DnsServer::start("svc.test.", Ipv4Addr::new(127, 0, 0, 1), 1).await;
+    let mgr = UpstreamManager::with_nameservers(&[dns.addr]);
+    let mut u = upstream("quiet", &[("svc.test.", port, 100)]);
+    u.healthchecks.active.healthy.interval_secs = 0.05;
+    u.healthchecks.active.http_path = "/status".into();
+    let (_bs, bal) = one(&mgr, u);
+    wait_until(5, "probes of the first address", || {
+        first.hits("/status") >= 2
+    })
+    .await;
+    // The record changes. No request is ever made: only the checker's
+    // rounds can notice the 1 s TTL expiring.
+    *dns.ip.lock() = Ipv4Addr::new(127, 0, 0, 2);
+    wait_until(10, "probes of the new address", || {
+        probed_second.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(
+        bal.health_report()["data"][0]["data"]["addresses"][0]["ip"],
+        "127.0.0.2"
+    );
+}
+
+#[tokio::test]
 async fn implicit_service_balancer_resolves_and_reports_dns_errors() {
     let dns = DnsServer::start("api.test.", Ipv4Addr::new(127, 0, 0, 1), 300).await;
     let mgr = UpstreamManager::with_nameservers(&[dns.addr]);
