@@ -117,6 +117,13 @@ async fn root_status_and_entities_in_kong_shapes() {
         health.json()["data"][0]["target"],
         format!("127.0.0.1:{}", up.port())
     );
+    // The same target id and upstream as /targets shows.
+    assert_eq!(health.json()["data"][0]["id"], targets["data"][0]["id"]);
+    assert!(health.json()["data"][0]["id"].is_string());
+    assert_eq!(
+        health.json()["data"][0]["upstream"],
+        targets["data"][0]["upstream"]
+    );
 
     let consumers = get(&gw.admin_url("/consumers")).await.json();
     assert_eq!(consumers["data"][0]["username"], "alice", "{consumers}");

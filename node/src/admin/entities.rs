@@ -137,6 +137,21 @@ fn upstream(c: &Config, i: usize) -> Value {
     })
 }
 
+/// Give each target of a `/health` report the `id` and `upstream` that
+/// `/targets` shows for it (the balancer knows only ids the config set),
+/// matched by position and target.
+fn with_target_ids(mut report: Value, targets: &[Value]) -> Value {
+    if let Some(data) = report.get_mut("data").and_then(Value::as_array_mut) {
+        for (entry, t) in data.iter_mut().zip(targets) {
+            if entry.get("target") == t.get("target") {
+                entry["id"] = t["id"].clone();
+                entry["upstream"] = t["upstream"].clone();
+            }
+        }
+    }
+    report
+}
+
 fn targets(c: &Config, i: usize) -> Vec<Value> {
     let u = &c.upstreams[i];
     let uid = upstream_id(c, i);
@@ -276,7 +291,7 @@ pub fn get(snap: &CompiledConfig, c: &Config, kind: &str, rest: &[&str]) -> Opti
                 ["health"] => snap
                     .balancers
                     .upstream(&c.upstreams[i].name)
-                    .map(|b| one(b.health_report())),
+                    .map(|b| one(with_target_ids(b.health_report(), &targets(c, i)))),
                 _ => None,
             }
         }
