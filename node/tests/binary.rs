@@ -5,6 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -83,6 +84,22 @@ async fn run_gateway(config_path: &std::path::Path, extra: &[&str]) -> (Proc, St
     (proc, format!("http://127.0.0.1:{pp}"), admin)
 }
 
+/// A temporary directory holding `kong.yml` with `yaml` (keep the
+/// directory alive while the file is used).
+fn kong_yml(yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kong.yml");
+    std::fs::write(&path, yaml).expect("write");
+    (dir, path)
+}
+
+/// `gateway ARGS...`, run to completion.
+fn gateway_output<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run")
+}
+
 fn service_yaml(port: u16, path: &str) -> String {
     format!(
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:{port}\n    routes:\n      - name: r\n        paths: [{path}]\n"
@@ -94,11 +111,7 @@ fn validate_exit_codes_and_located_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.yml");
     std::fs::write(&good, service_yaml(8080, "/a")).expect("write");
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(&good)
-        .output()
-        .expect("run");
+    let out = gateway_output([OsStr::new("validate"), good.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",
@@ -112,11 +125,7 @@ fn validate_exit_codes_and_located_errors() {
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://x:1\n    retries: many\n    routes:\n      - name: r\n        paths: [\"~/a(\"]\n",
     )
     .expect("write");
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = gateway_output([OsStr::new("validate"), bad.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -134,11 +143,10 @@ fn validate_exit_codes_and_located_errors() {
         "{stderr}"
     );
 
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(dir.path().join("missing.yml"))
-        .output()
-        .expect("run");
+    let out = gateway_output([
+        OsStr::new("validate"),
+        dir.path().join("missing.yml").as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"));
 
@@ -151,11 +159,7 @@ fn validate_exit_codes_and_located_errors() {
         "_format_version: \"3.0\"\nplugins:\n  - name: key-auth\n    service: s\n",
     )
     .expect("write");
-    let out = Command::new(BIN)
-        .arg("validate")
-        .args([&good, &auth])
-        .output()
-        .expect("run");
+    let out = gateway_output([OsStr::new("validate"), good.as_os_str(), auth.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -168,9 +172,7 @@ fn validate_exit_codes_and_located_errors() {
 
 #[test]
 fn bad_run_flags_are_rejected_naming_the_flag() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kong.yml");
-    std::fs::write(&path, service_yaml(9, "/")).expect("write");
+    let (_dir, path) = kong_yml(&service_yaml(9, "/"));
     for (flag, value, says) in [
         (
             "--upstream-keepalive-idle-timeout",
@@ -185,18 +187,15 @@ fn bad_run_flags_are_rejected_naming_the_flag() {
         ("--max-header-size", "100", "must be at least 8192 bytes"),
         ("--port-maps", "80", "expected PUBLIC:LISTENER"),
     ] {
-        let out = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .args([
-                "--proxy-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg(format!("{flag}={value}"))
-            .output()
-            .expect("run");
+        let flag_value = format!("{flag}={value}");
+        let out = gateway_output([
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            path.as_os_str(),
+            OsStr::new("--proxy-listen=127.0.0.1:0"),
+            OsStr::new("--admin-listen=127.0.0.1:0"),
+            OsStr::new(&flag_value),
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{flag} {value}: {stderr}");
         assert!(
@@ -209,9 +208,7 @@ fn bad_run_flags_are_rejected_naming_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     let up = echo_upstream("s").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kong.yml");
-    std::fs::write(&path, service_yaml(up.port(), "/one")).expect("write");
+    let (_dir, path) = kong_yml(&service_yaml(up.port(), "/one"));
     let (proc, proxy, _admin) = run_gateway(&path, &[]).await;
     assert_eq!(get(&format!("{proxy}/one")).await.status, 200);
 
@@ -243,9 +240,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let up = echo_upstream("s").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kong.yml");
-    std::fs::write(&path, service_yaml(up.port(), "/")).expect("write");
+    let (_dir, path) = kong_yml(&service_yaml(up.port(), "/"));
     let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "10"]).await;
     let slow = tokio::spawn(get_with_owned(
         format!("{proxy}/slow"),
@@ -282,9 +277,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_drains_only_for_the_drain_timeout_then_exits_zero() {
     let up = echo_upstream("s").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kong.yml");
-    std::fs::write(&path, service_yaml(up.port(), "/")).expect("write");
+    let (_dir, path) = kong_yml(&service_yaml(up.port(), "/"));
     let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "0.5"]).await;
     // A request the upstream holds for 30 s: longer than the drain allows.
     let url = format!("{proxy}/held");
@@ -402,9 +395,7 @@ async fn one_gib_streams_both_ways_with_flat_memory() {
         http::Response::new(http_body_util::StreamBody::new(stream).boxed())
     })
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kong.yml");
-    std::fs::write(&path, service_yaml(up.port(), "/")).expect("write");
+    let (_dir, path) = kong_yml(&service_yaml(up.port(), "/"));
     let (proc, proxy, _admin) = run_gateway(&path, &[]).await;
     let baseline = proc.peak_rss_kib();
 

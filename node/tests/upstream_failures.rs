@@ -23,6 +23,14 @@ async fn both_paths(yaml: &str) -> [(&'static str, Gateway); 2] {
     ]
 }
 
+/// One service at `url` with the extra service `fields` (YAML lines at the
+/// service's indentation), routed on `/`.
+fn one_service(url: impl std::fmt::Display, fields: &str) -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: {url}\n{fields}    routes: [{{ name: r, paths: [/] }}]\n"
+    )
+}
+
 /// An upstream that accepts connections and closes each at once, without
 /// an answer; counts them.
 async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -163,16 +171,9 @@ async fn unanswered_listener() -> (SocketAddr, Vec<TcpStream>, TcpListener) {
 #[tokio::test]
 async fn connect_timeout_is_504_after_the_allowed_attempts() {
     let (addr, _held, _listener) = unanswered_listener().await;
-    let yaml = format!(
-        r#"
-_format_version: "3.0"
-services:
-  - name: s
-    url: http://{addr}
-    connect_timeout: 300
-    retries: 1
-    routes: [{{ name: r, paths: [/] }}]
-"#
+    let yaml = one_service(
+        format!("http://{addr}"),
+        "    connect_timeout: 300\n    retries: 1\n",
     );
     for (name, gw) in both_paths(&yaml).await {
         let started = tokio::time::Instant::now();
@@ -201,17 +202,9 @@ async fn write_timeout_is_504_when_the_upstream_stops_reading_the_body() {
             held.push(s);
         }
     });
-    let yaml = format!(
-        r#"
-_format_version: "3.0"
-services:
-  - name: s
-    url: http://{addr}
-    write_timeout: 300
-    read_timeout: 60000
-    retries: 0
-    routes: [{{ name: r, paths: [/] }}]
-"#
+    let yaml = one_service(
+        format!("http://{addr}"),
+        "    write_timeout: 300\n    read_timeout: 60000\n    retries: 0\n",
     );
     // More than loopback socket buffers on both hops can hold.
     const BODY: usize = 64 << 20;
