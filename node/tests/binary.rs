@@ -248,24 +248,12 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         "1500",
     ));
     // Wait until the request reached the upstream, then stop the gateway.
-    let reqs = up.requests.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let r = reqs.clone();
-            async move { r.load(std::sync::atomic::Ordering::SeqCst) == 1 }
-        })
-        .await
-    );
+    upstream_got_one_request(&up).await;
     proc.signal("TERM");
     let r = slow.await.expect("task");
     assert_eq!(r.status, 200, "in-flight request finished during drain");
-    let status = tokio::task::spawn_blocking(move || {
-        let s = proc.0.wait();
-        (s, proc)
-    })
-    .await
-    .expect("wait");
-    assert_eq!(status.0.expect("exit status").code(), Some(0));
+    let (code, _proc) = exit_code(proc).await;
+    assert_eq!(code, Some(0));
     // New connections are refused after shutdown.
     assert!(
         tokio::net::TcpStream::connect(proxy.trim_start_matches("http://"))
@@ -289,6 +277,21 @@ async fn sigint_drains_only_for_the_drain_timeout_then_exits_zero() {
             .expect("req");
         client.request(req).await.map(|r| r.status())
     });
+    upstream_got_one_request(&up).await;
+    let signalled = std::time::Instant::now();
+    proc.signal("INT");
+    let (code, proc) = exit_code(proc).await;
+    assert_eq!(code, Some(0));
+    let took = signalled.elapsed();
+    // The drain ended at its bound, not when the held request would have.
+    assert!(took < Duration::from_secs(20), "exit took {took:?}");
+    let outcome = held.await.expect("task");
+    assert!(outcome.is_err(), "the held request was cut: {outcome:?}");
+    drop(proc);
+}
+
+/// Wait (bounded) until `up` has received its first request.
+async fn upstream_got_one_request(up: &Upstream) {
     let reqs = up.requests.clone();
     assert!(
         eventually(Duration::from_secs(5), || {
@@ -297,21 +300,16 @@ async fn sigint_drains_only_for_the_drain_timeout_then_exits_zero() {
         })
         .await
     );
-    let signalled = std::time::Instant::now();
-    proc.signal("INT");
-    let (status, proc) = tokio::task::spawn_blocking(move || {
-        let s = proc.0.wait();
-        (s, proc)
+}
+
+/// Wait for the process to exit; its exit code.
+async fn exit_code(mut proc: Proc) -> (Option<i32>, Proc) {
+    tokio::task::spawn_blocking(move || {
+        let status = proc.0.wait().expect("exit status");
+        (status.code(), proc)
     })
     .await
-    .expect("wait");
-    assert_eq!(status.expect("exit status").code(), Some(0));
-    let took = signalled.elapsed();
-    // The drain ended at its bound, not when the held request would have.
-    assert!(took < Duration::from_secs(20), "exit took {took:?}");
-    let outcome = held.await.expect("task");
-    assert!(outcome.is_err(), "the held request was cut: {outcome:?}");
-    drop(proc);
+    .expect("wait")
 }
 
 async fn get_with_owned(url: String, k: &'static str, v: &'static str) -> Got {
