@@ -241,7 +241,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let up = echo_upstream("s").await;
     let (_dir, path) = kong_yml(&service_yaml(up.port(), "/"));
-    let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "10"]).await;
+    let (proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "10"]).await;
     let slow = tokio::spawn(get_with_owned(
         format!("{proxy}/slow"),
         "x-test-delay-ms",
@@ -266,7 +266,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 async fn sigint_drains_only_for_the_drain_timeout_then_exits_zero() {
     let up = echo_upstream("s").await;
     let (_dir, path) = kong_yml(&service_yaml(up.port(), "/"));
-    let (mut proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "0.5"]).await;
+    let (proc, proxy, _admin) = run_gateway(&path, &["--drain-timeout", "0.5"]).await;
     // A request the upstream holds for 30 s: longer than the drain allows.
     let url = format!("{proxy}/held");
     let held = tokio::spawn(async move {
