@@ -41,6 +41,62 @@ pub fn empty() -> ProxyBody {
         .boxed_unsync()
 }
 
+/// Wait for `body`'s first frame and give the body back with that frame in
+/// front, or its error. (For a chunked request body: its first size line is
+/// checked before anything goes upstream.)
+pub async fn with_first_frame(mut body: ProxyBody) -> Result<ProxyBody, BoxError> {
+    match body.frame().await {
+        None => Ok(empty()),
+        Some(Err(e)) => Err(e),
+        Some(Ok(frame)) => Ok(Prepended {
+            first: Some(frame),
+            rest: body,
+        }
+        .boxed_unsync()),
+    }
+}
+
+/// A frame already read, then the rest of the body.
+struct Prepended {
+    first: Option<Frame<Bytes>>,
+    rest: ProxyBody,
+}
+
+impl Body for Prepended {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let rest = self.rest.size_hint();
+        let first = self
+            .first
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, |d| d.len() as u64);
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
+    }
+}
+
 /// Box any body into a `ProxyBody`.
 pub fn boxed<B>(body: B) -> ProxyBody
 where

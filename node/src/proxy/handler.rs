@@ -243,6 +243,9 @@ impl Proxy {
         let chain = snap.plugins.for_route(route_idx).clone();
 
         let (mut parts, body) = req.into_parts();
+        // (Hop-by-hop headers, `Transfer-Encoding` among them, are removed
+        // from `parts` below.)
+        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
         for p in chain.iter() {
             if let Flow::Respond(resp) = p.request_filter(&mut parts, ctx).await {
                 return (resp, None, chain);
@@ -339,6 +342,19 @@ impl Proxy {
         let bodiless = body.is_end_stream();
         let mut body: Option<ProxyBody> = Some(if bodiless {
             body::empty()
+        } else if chunked {
+            // A chunked body is read up to its first chunk before anything
+            // goes upstream, so a malformed first size line (a smuggling
+            // shape) is refused whole and never forwarded. Later chunks
+            // stream; one that breaks the framing ends the upstream request
+            // mid-body, and that connection is closed, never reused.
+            match body::with_first_frame(wrap_request_body(body, &self.settings)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let be = find_body_error(e.as_ref());
+                    return (client_body_failure(be, &ctx.request_id), None, chain);
+                }
+            }
         } else {
             wrap_request_body(body, &self.settings)
         });
@@ -539,15 +555,8 @@ impl Proxy {
                     continue;
                 }
                 Err(SendFailure::Failed(kind, e)) => {
-                    if let Some(be) = find_body_error(e.as_ref()) {
-                        let err = match be {
-                            BodyError::TooLarge { .. } => GatewayError::BodyTooLarge,
-                            BodyError::Idle(..) | BodyError::Client(_) => GatewayError::BadRequest,
-                        };
-                        let mut resp = error_response(err, &ctx.request_id);
-                        resp.headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        return (resp, Some(addr), chain);
+                    if let be @ Some(_) = find_body_error(e.as_ref()) {
+                        return (client_body_failure(be, &ctx.request_id), Some(addr), chain);
                     }
                     let outcome = if kind == FailKind::Timeout {
                         Outcome::Timeout
@@ -817,6 +826,19 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for LogOnDrop<B> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The answer to a request whose own body failed (`be`: why, when known):
+/// 413 over the size limit, else 400; the connection closes after it.
+fn client_body_failure(be: Option<&BodyError>, request_id: &str) -> Response<ProxyBody> {
+    let err = match be {
+        Some(BodyError::TooLarge { .. }) => GatewayError::BodyTooLarge,
+        _ => GatewayError::BadRequest,
+    };
+    let mut resp = error_response(err, request_id);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn wrap_request_body(body: Incoming, settings: &ProxySettings) -> ProxyBody {
