@@ -530,6 +530,52 @@ async fn a_bad_first_chunk_after_the_head_is_refused_and_never_forwarded() {
     }
 }
 
+/// `Expect: 100-continue`: the client sends its body only after the
+/// gateway's `100 Continue`. Reading a chunked body's first chunk before
+/// going upstream must not deadlock on that, for either framing.
+#[tokio::test]
+async fn expect_100_continue_bodies_arrive_whole() {
+    for direct_path in [true, false] {
+        let (gw, _up) = setup_on(0, Duration::from_secs(10), direct_path).await;
+        for (framing, body) in [
+            (
+                "Transfer-Encoding: chunked",
+                &b"5\r\nhello\r\n0\r\n\r\n"[..],
+            ),
+            ("Content-Length: 5", &b"hello"[..]),
+        ] {
+            let what = format!("direct path {direct_path}, {framing}");
+            let mut s = TcpStream::connect(gw.proxy()).await.expect("connect");
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\n{framing}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.expect("head");
+            let mut got = Vec::new();
+            let continued = tokio::time::timeout(WAIT, async {
+                let mut b = [0u8; 256];
+                while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                    }
+                }
+            })
+            .await;
+            let interim = String::from_utf8_lossy(&got).into_owned();
+            assert!(
+                continued.is_ok() && interim.starts_with("HTTP/1.1 100"),
+                "{what}: {interim:?}"
+            );
+            s.write_all(body).await.expect("body");
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+            let resp = String::from_utf8_lossy(&rest);
+            assert_eq!(status_of(&resp), "200", "{what}: {resp}");
+            assert!(resp.contains("\"body_len\":5"), "{what}: {resp}");
+        }
+    }
+}
+
 /// A slowloris client sends its head a byte at a time, each byte well
 /// within any per-read timeout: the header-read timeout bounds the whole
 /// head, so it is cut all the same, on both paths.
