@@ -232,38 +232,66 @@ services:
     }
 }
 
-/// `hash_on: cookie` with a client that has no cookie yet: the gateway
-/// hashes on a new random value and sets it (name, `hash_on_cookie_path`),
-/// so the client's next requests stick to the same target.
-#[tokio::test]
-async fn cookie_hashing_sets_the_cookie_and_sticks() {
+/// Three echo upstreams ("a", "b", "c") as the targets of a
+/// consistent-hashing upstream with the extra `hash` fields (YAML lines at
+/// the upstream's indentation), behind one service routed on `/`.
+async fn hashed_pool(hash: &str) -> ([Upstream; 3], String) {
     let ups = [
         echo_upstream("a").await,
         echo_upstream("b").await,
         echo_upstream("c").await,
     ];
+    let targets: String = ups
+        .iter()
+        .map(|u| format!("      - target: 127.0.0.1:{}\n", u.port()))
+        .collect();
     let yaml = format!(
-        r#"
-_format_version: "3.0"
-upstreams:
-  - name: pool
-    algorithm: consistent-hashing
-    hash_on: cookie
-    hash_on_cookie: sticky
-    hash_on_cookie_path: /app
-    targets:
-      - target: 127.0.0.1:{a}
-      - target: 127.0.0.1:{b}
-      - target: 127.0.0.1:{c}
-services:
-  - name: s
-    host: pool
-    routes: [{{ name: r, paths: [/] }}]
-"#,
-        a = ups[0].port(),
-        b = ups[1].port(),
-        c = ups[2].port()
+        "_format_version: \"3.0\"\nupstreams:\n  - name: pool\n    algorithm: consistent-hashing\n{hash}    targets:\n{targets}services:\n  - name: s\n    host: pool\n    routes: [{{ name: r, paths: [/] }}]\n"
     );
+    (ups, yaml)
+}
+
+#[tokio::test]
+async fn hash_on_ip_keeps_each_client_on_one_target_on_both_paths() {
+    let (_ups, yaml) = hashed_pool("    hash_on: ip\n").await;
+    // The test's loopback peer is a trusted front proxy, so each request's
+    // client address is the one its X-Forwarded-For names.
+    let trusted = || {
+        let mut o = loopback_options();
+        o.proxy.trusted =
+            gateway_node::proxy::forward::TrustedProxies::parse("127.0.0.1/32").expect("cidr");
+        o
+    };
+    let mut general = trusted();
+    general.direct_path = false;
+    for (name, gw) in [
+        ("direct", gateway_with(&yaml, trusted()).await),
+        ("general", gateway_with(&yaml, general).await),
+    ] {
+        let mut servers = std::collections::HashSet::new();
+        for i in 0..30u8 {
+            let client = format!("198.51.100.{i}");
+            let first = get_with(&gw.url("/x"), &[("x-forwarded-for", &client)]).await;
+            let server = first.json()["server"].clone();
+            for _ in 0..3 {
+                let again = get_with(&gw.url("/x"), &[("x-forwarded-for", &client)]).await;
+                assert_eq!(again.json()["server"], server, "{name}: {client}");
+            }
+            servers.insert(server.to_string());
+        }
+        assert_eq!(servers.len(), 3, "{name}: 30 clients spread: {servers:?}");
+    }
+}
+
+/// `hash_on: cookie` with a client that has no cookie yet: the gateway
+/// hashes on a new random value and sets it (name, `hash_on_cookie_path`),
+/// so the client's next requests stick to the same target.
+#[tokio::test]
+async fn cookie_hashing_sets_the_cookie_and_sticks() {
+    let (_ups, yaml) = hashed_pool(
+        "    hash_on: cookie\n    hash_on_cookie: sticky\n    hash_on_cookie_path: /app\n",
+    )
+    .await;
     let gw = gateway(&yaml).await;
     let mut first_servers = std::collections::HashSet::new();
     for _ in 0..12 {

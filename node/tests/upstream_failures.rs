@@ -1,7 +1,7 @@
-//! Upstream behaviour on both request paths (the direct HTTP/1.1 path and
-//! the general one): the exact number of attempts `retries` allows, 503
-//! once passive health checks have taken every target out, 504 for
-//! `connect_timeout` and `write_timeout`, and `hash_on: ip` stickiness.
+//! What a client gets when upstreams fail, on both request paths (the
+//! direct HTTP/1.1 path and the general one): the exact number of attempts
+//! `retries` allows, 503 once passive health checks have taken every target
+//! out, and 504 for `connect_timeout` and `write_timeout`.
 
 mod common;
 
@@ -242,61 +242,5 @@ async fn write_timeout_is_504_when_the_upstream_stops_reading_the_body() {
         assert!(read.is_ok(), "{name}: no answer within 20 s");
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 504"), "{name}: {answer}");
-    }
-}
-
-#[tokio::test]
-async fn hash_on_ip_keeps_each_client_on_one_target() {
-    let ups = [
-        echo_upstream("a").await,
-        echo_upstream("b").await,
-        echo_upstream("c").await,
-    ];
-    let yaml = format!(
-        r#"
-_format_version: "3.0"
-upstreams:
-  - name: pool
-    algorithm: consistent-hashing
-    hash_on: ip
-    targets:
-      - target: 127.0.0.1:{}
-      - target: 127.0.0.1:{}
-      - target: 127.0.0.1:{}
-services:
-  - name: s
-    host: pool
-    routes: [{{ name: r, paths: [/] }}]
-"#,
-        ups[0].port(),
-        ups[1].port(),
-        ups[2].port()
-    );
-    // The test's loopback peer is a trusted front proxy, so each request's
-    // client address is the one its X-Forwarded-For names.
-    let trusted = || {
-        let mut o = loopback_options();
-        o.proxy.trusted =
-            gateway_node::proxy::forward::TrustedProxies::parse("127.0.0.1/32").expect("cidr");
-        o
-    };
-    let mut general = trusted();
-    general.direct_path = false;
-    for (name, gw) in [
-        ("direct", gateway_with(&yaml, trusted()).await),
-        ("general", gateway_with(&yaml, general).await),
-    ] {
-        let mut servers = std::collections::HashSet::new();
-        for i in 0..30u8 {
-            let client = format!("198.51.100.{i}");
-            let first = get_with(&gw.url("/x"), &[("x-forwarded-for", &client)]).await;
-            let server = first.json()["server"].clone();
-            for _ in 0..3 {
-                let again = get_with(&gw.url("/x"), &[("x-forwarded-for", &client)]).await;
-                assert_eq!(again.json()["server"], server, "{name}: {client}");
-            }
-            servers.insert(server.to_string());
-        }
-        assert_eq!(servers.len(), 3, "{name}: 30 clients spread: {servers:?}");
     }
 }
