@@ -58,7 +58,7 @@
 use crate::proxy::chunked::{ChunkedEnd, ChunkedScanner};
 use crate::proxy::errors::{json_body, GatewayError};
 use crate::proxy::forward::{host_without_port, VIA};
-use crate::proxy::h1_guard::{decimal, line_ends_are_crlf};
+use crate::proxy::h1_guard::{decimal, head_lines_end_in_crlf};
 use crate::proxy::handler::{ConnInfo, Proxy};
 use crate::upstream::{HashInput, Outcome, Peer};
 use bytes::{Buf, BytesMut};
@@ -1091,9 +1091,7 @@ fn parse_request(buf: &[u8], headers: &mut Vec<HeaderAt>) -> Parse<Head> {
         Ok(httparse::Status::Partial) => return Parse::Partial,
         Err(_) => return Parse::Invalid("request head"),
     };
-    let base = buf.as_ptr() as usize;
-    let name_starts = req.headers.iter().map(|h| h.name.as_ptr() as usize - base);
-    if !line_ends_are_crlf(&buf[..len], name_starts) {
+    if !head_lines_end_in_crlf(buf, len, &req) {
         // The general path refuses it (h1_guard).
         return Parse::Invalid("bare LF");
     }
@@ -1103,6 +1101,7 @@ fn parse_request(buf: &[u8], headers: &mut Vec<HeaderAt>) -> Parse<Head> {
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Parse::Invalid("request line");
     };
+    let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
         start..start + s.len()

@@ -447,9 +447,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
     };
-    let base = buf.as_ptr() as usize;
-    let name_starts = req.headers.iter().map(|h| h.name.as_ptr() as usize - base);
-    if !line_ends_are_crlf(&buf[..len], name_starts) {
+    if !head_lines_end_in_crlf(buf, len, &req) {
         return Parsed::Complete(len, Framing::Refused(HeadFault::BareLf));
     }
     let http_11 = req.version == Some(1);
@@ -492,18 +490,29 @@ fn parse_head(buf: &[u8]) -> Parsed {
     Parsed::Complete(len, framing)
 }
 
-/// True when every line of a parsed request head (`head`: exactly the bytes
-/// httparse took, up to its empty line) ends in CRLF. httparse, hyper and
-/// nginx also take a bare LF as a line ending; a server behind the gateway
-/// that does not would read another head. `name_starts`: where each header
+/// True when every line of the request head `req` that httparse parsed
+/// from `buf` (`len` bytes, up to its empty line) ends in CRLF. httparse,
+/// hyper and nginx also take a bare LF as a line ending; a server behind
+/// the gateway that does not would read another head. Used by this scanner
+/// and by `proxy::direct`.
+pub(crate) fn head_lines_end_in_crlf(
+    buf: &[u8],
+    len: usize,
+    req: &httparse::Request<'_, '_>,
+) -> bool {
+    let base = buf.as_ptr() as usize;
+    line_ends_are_crlf(
+        &buf[..len],
+        req.headers.iter().map(|h| h.name.as_ptr() as usize - base),
+    )
+}
+
+/// `head_lines_end_in_crlf` on offsets: `name_starts` are where each header
 /// name starts in `head`. httparse puts no CR or LF inside a line, so the
 /// bytes before each header name end the line before it, and the head's
 /// last four bytes end its last line and the empty line. (Empty lines
 /// before the request line, which httparse skips, are not looked at.)
-pub(crate) fn line_ends_are_crlf(
-    head: &[u8],
-    name_starts: impl IntoIterator<Item = usize>,
-) -> bool {
+fn line_ends_are_crlf(head: &[u8], name_starts: impl IntoIterator<Item = usize>) -> bool {
     head.ends_with(b"\r\n\r\n")
         && name_starts
             .into_iter()

@@ -918,8 +918,9 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 /// Why this request's framing is refused, if it is: the connection's
 /// `h1_guard` saw both `Content-Length` and `Transfer-Encoding` on it
 /// (hyper accepted it and dropped the `Content-Length`) or a line ended by
-/// a bare LF, or its headers have a shape [`check_framing`] refuses. Consumes the guard's flag for
-/// this request, so call it once per request, first.
+/// a bare LF, or its headers have a shape [`check_framing`] refuses.
+/// Consumes the guard's flag for this request, so call it once per request,
+/// first.
 pub(crate) fn framing_refusal<B>(
     req: &Request<B>,
     conn: &ConnInfo,

@@ -195,10 +195,9 @@ impl ConnectionPool {
     /// were closed. (The reaper calls this; so can tests.)
     pub fn reap_idle(&self) -> usize {
         let now = Instant::now();
-        let fresh = |since: Instant| now.duration_since(since) < self.idle_timeout;
-        let closed = reap_shards(&self.h1_idle, |i| fresh(i.since) && h1_is_usable(&i.conn))
+        let closed = reap_shards(&self.h1_idle, |i| self.keeps(i, now, h1_is_usable))
             + reap_shards(&self.direct_idle, |i| {
-                fresh(i.since) && idle_stream_is_quiet(&i.conn)
+                self.keeps(i, now, idle_stream_is_quiet)
             });
         for shard in &self.h2 {
             let ended: Vec<_> = {
@@ -274,15 +273,29 @@ impl ConnectionPool {
         key: &PoolKey,
         usable: impl Fn(&T) -> bool,
     ) -> Option<T> {
-        let mut map = maps[Self::shard(key)].lock();
-        let list = map.get_mut(key)?;
         let now = Instant::now();
-        while let Some(idle) = list.pop() {
-            if now.duration_since(idle.since) < self.idle_timeout && usable(&idle.conn) {
-                return Some(idle.conn);
+        // Stale ones met on the way are closed after the lock is released.
+        let mut stale: Vec<Idle<T>> = Vec::new();
+        let found = {
+            let mut map = maps[Self::shard(key)].lock();
+            let list = map.get_mut(key)?;
+            loop {
+                match list.pop() {
+                    Some(idle) if self.keeps(&idle, now, &usable) => break Some(idle.conn),
+                    Some(idle) => stale.push(idle),
+                    None => break None,
+                }
             }
-        }
-        None
+        };
+        drop(stale);
+        found
+    }
+
+    /// Whether an idle connection may stay pooled (and be handed out): idle
+    /// for less than the idle timeout, and `usable`. The one rule of
+    /// checkout and the reaper.
+    fn keeps<T>(&self, idle: &Idle<T>, now: Instant, usable: impl Fn(&T) -> bool) -> bool {
+        now.duration_since(idle.since) < self.idle_timeout && usable(&idle.conn)
     }
 
     fn put_idle<T>(&self, maps: &IdleMaps<T>, key: PoolKey, conn: T) {

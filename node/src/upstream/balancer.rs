@@ -450,22 +450,22 @@ impl Inner {
     /// so that a balancer without traffic (no request starts a refresh)
     /// does not probe addresses DNS no longer returns.
     pub(crate) async fn refresh_if_expired(self: &Arc<Self>) {
-        let due = self
-            .topology
-            .load()
-            .refresh_at
-            .is_some_and(|at| Instant::now() >= at);
-        if !due || self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+        if self.claim_refresh(&self.topology.load()) {
+            self.refresh().await;
+            self.refreshing.store(false, Ordering::Release);
         }
-        self.refresh().await;
-        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// True when `topo`'s DNS answers expired and no refresh is under way;
+    /// the caller then owns the refresh and clears `refreshing` after it.
+    fn claim_refresh(&self, topo: &Topology) -> bool {
+        topo.refresh_at.is_some_and(|at| Instant::now() >= at)
+            && !self.refreshing.swap(true, Ordering::AcqRel)
     }
 
     /// Start a background refresh when the DNS answers expired.
     fn maybe_refresh(self: &Arc<Self>, topo: &Topology) {
-        let Some(at) = topo.refresh_at else { return };
-        if Instant::now() < at || self.refreshing.swap(true, Ordering::AcqRel) {
+        if !self.claim_refresh(topo) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
